@@ -1,0 +1,258 @@
+//! The command line: raw settings as the user typed them (flag, then environment variable, then
+//! default). `config` validates them into typed configurations.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "landfall",
+    version,
+    about = "Exactly-once stream processor: Kafka ad-view events to one-minute Parquet windows"
+)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, env = "LANDFALL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate random view events and write them to Kafka in transactions.
+    Produce(ProduceArgs),
+    /// Show what a read_committed reader sees in the topic: counts and the first records.
+    Peek(PeekArgs),
+    /// Benchmarks against a running broker; they print figures and ratios.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// Where Kafka is. The original project's variable names keep working.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers [env: LANDFALL_BROKERS, or BOOTSTRAP_SERVERS] [default: 127.0.0.1:9092]
+    #[arg(long)]
+    pub brokers: Option<String>,
+
+    /// Topic of view events [env: LANDFALL_TOPIC, or TOPIC_NAME] [default: view-log-events-1]
+    #[arg(long)]
+    pub topic: Option<String>,
+
+    /// How long start-up waits for a reachable broker, in seconds.
+    #[arg(
+        long,
+        env = "LANDFALL_CONNECT_TIMEOUT_SECS",
+        default_value_t = 30,
+        value_name = "SECS"
+    )]
+    pub connect_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClockArg {
+    Real,
+    Simulated,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProduceArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Records to generate; 0 runs until stopped [env: LANDFALL_COUNT, or RECORDS_LIMIT] [default: 0]
+    #[arg(long)]
+    pub count: Option<u64>,
+
+    /// Records per second; 0 is as fast as possible.
+    #[arg(
+        long,
+        env = "LANDFALL_RATE",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub rate: f64,
+
+    /// Seed of the random generator; a run with the same seed and a simulated clock writes
+    /// the same bytes. Random when not given (and then printed).
+    #[arg(long, env = "LANDFALL_SEED")]
+    pub seed: Option<u64>,
+
+    /// Event time source: the machine's clock, or a simulated one (see --sim-start).
+    #[arg(long, env = "LANDFALL_CLOCK", value_enum, default_value_t = ClockArg::Real)]
+    pub clock: ClockArg,
+
+    /// Start of the simulated clock (RFC 3339).
+    #[arg(
+        long,
+        env = "LANDFALL_SIM_START",
+        default_value = "2024-09-13T06:49:00Z"
+    )]
+    pub sim_start: String,
+
+    /// Speed of the simulated clock: records per simulated second.
+    #[arg(
+        long,
+        env = "LANDFALL_SIM_EVENTS_PER_SEC",
+        default_value_t = 10.0,
+        allow_negative_numbers = true
+    )]
+    pub sim_events_per_sec: f64,
+
+    /// Date events up to this many seconds before "now", uniformly (out-of-order arrival).
+    #[arg(
+        long,
+        env = "LANDFALL_OUT_OF_ORDER_SECS",
+        default_value_t = 0,
+        value_name = "SECS"
+    )]
+    pub out_of_order_secs: u64,
+
+    /// Fraction of records dated 5 to 15 minutes in the past, so their window has closed.
+    #[arg(
+        long,
+        env = "LANDFALL_LATE_FRACTION",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub late_fraction: f64,
+
+    /// Fraction of invalid records: malformed JSON, missing fields, wrong types, end before
+    /// start, far-future times.
+    #[arg(
+        long,
+        env = "LANDFALL_INVALID_FRACTION",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub invalid_fraction: f64,
+
+    /// Fraction of records whose campaign is not in the campaign table.
+    #[arg(
+        long,
+        env = "LANDFALL_UNKNOWN_CAMPAIGN_FRACTION",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub unknown_campaign_fraction: f64,
+
+    /// Create the topic first, with this many partitions (see --partitions).
+    #[arg(long, env = "LANDFALL_CREATE_TOPIC")]
+    pub create_topic: bool,
+
+    /// Partitions of a topic made by --create-topic.
+    #[arg(
+        long,
+        env = "LANDFALL_PARTITIONS",
+        default_value_t = 1,
+        allow_negative_numbers = true
+    )]
+    pub partitions: i32,
+
+    /// Replication factor of a topic made by --create-topic.
+    #[arg(
+        long,
+        env = "LANDFALL_REPLICATION_FACTOR",
+        default_value_t = 1,
+        allow_negative_numbers = true
+    )]
+    pub replication_factor: i32,
+
+    /// Records per transaction.
+    #[arg(
+        long,
+        env = "LANDFALL_TXN_SIZE",
+        default_value_t = 1000,
+        allow_negative_numbers = true
+    )]
+    pub txn_size: i64,
+
+    /// With --rate, commit a transaction once it has been open this long, in milliseconds.
+    #[arg(
+        long,
+        env = "LANDFALL_TXN_MAX_MS",
+        default_value_t = 1000,
+        value_name = "MS"
+    )]
+    pub txn_max_ms: u64,
+
+    /// Fraction of transactions aborted on purpose (a test knob).
+    #[arg(
+        long,
+        env = "LANDFALL_ABORT_FRACTION",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub abort_fraction: f64,
+
+    /// Transactional id. A restarted producer with the same id fences off its predecessor.
+    #[arg(
+        long,
+        env = "LANDFALL_TRANSACTIONAL_ID",
+        default_value = "landfall-producer"
+    )]
+    pub transactional_id: String,
+
+    /// Broker-side timeout of an open transaction, in milliseconds.
+    #[arg(
+        long,
+        env = "LANDFALL_TRANSACTION_TIMEOUT_MS",
+        default_value_t = 60_000,
+        value_name = "MS"
+    )]
+    pub transaction_timeout_ms: u64,
+
+    /// How often progress is logged, in seconds.
+    #[arg(
+        long,
+        env = "LANDFALL_PROGRESS_INTERVAL_SECS",
+        default_value_t = 5,
+        value_name = "SECS"
+    )]
+    pub progress_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PeekArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// How many records to print.
+    #[arg(long, env = "LANDFALL_PEEK_LIMIT", default_value_t = 5)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Producer throughput: bare rdkafka versus `landfall produce`, same records, one run.
+    Produce(BenchProduceArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchProduceArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Records to send in each measurement.
+    #[arg(long, env = "LANDFALL_BENCH_EVENTS", default_value_t = 1_000_000)]
+    pub events: u64,
+
+    /// Partitions of the benchmark topics.
+    #[arg(long, env = "LANDFALL_BENCH_PARTITIONS", default_value_t = 6)]
+    pub partitions: i32,
+
+    /// Records per transaction for the transactional producer.
+    #[arg(long, env = "LANDFALL_TXN_SIZE", default_value_t = 1000)]
+    pub txn_size: usize,
+
+    /// Write the figures as JSON to this file.
+    #[arg(long, env = "LANDFALL_BENCH_JSON")]
+    pub json: Option<std::path::PathBuf>,
+}

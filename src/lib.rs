@@ -1,0 +1,27 @@
+//! Landfall: an exactly-once stream processor for ad-view events.
+//!
+//! The data flows through the modules in this order:
+//!
+//! ```text
+//!  generator ──► producer ──► Kafka topic (transactions; aborted ones are never read)
+//!                                  │
+//!                                  ▼  read_committed
+//!  source ──► decode ──► enrich ──► window ──► sink (Parquet: temp, fsync, rename, fsync dir)
+//!                                                 │
+//!                                                 ▼
+//!                            state (sled checkpoint) ──► commit (Kafka offsets + watermark)
+//! ```
+//!
+//! `cli` and `config` turn flags and environment variables into validated settings; `kafka`
+//! holds the client plumbing every role shares; `shutdown` turns signals into a cancellation
+//! token; `bench` measures the pipeline against bare librdkafka.
+
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod event;
+pub mod generator;
+pub mod kafka;
+pub mod peek;
+pub mod producer;
+pub mod shutdown;

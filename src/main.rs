@@ -1,0 +1,122 @@
+//! The `landfall` binary: parses the command line, dispatches, and maps errors to exit codes
+//! (0 success, 1 runtime failure, 2 bad usage or configuration).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tracing::info;
+use tracing_subscriber::EnvFilter;
+
+use landfall::cli::{BenchCommand, Cli, Command, LogFormat};
+use landfall::{bench, config, kafka, peek, producer, shutdown};
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("LANDFALL_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("landfall: error: could not start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let usage = e.downcast_ref::<config::ConfigError>().is_some();
+            eprintln!("landfall: error: {e:#}");
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Produce(args) => {
+            let (cfg, topic) = config::produce_config(&args)?;
+            let stop = shutdown::install().context("installing signal handlers")?;
+            info!(
+                seed = cfg.generator.seed,
+                topic = %cfg.kafka.topic,
+                brokers = %cfg.kafka.brokers,
+                count = cfg.count,
+                "producer starting"
+            );
+            if let Some(t) = topic {
+                kafka::create_topic(&cfg.kafka, t.partitions, t.replication).await?;
+            }
+            let seed = cfg.generator.seed;
+            let summary = tokio::task::spawn_blocking(move || producer::run(&cfg, &stop))
+                .await
+                .context("producer thread")??;
+            println!(
+                "produced {} records in {:.1} s (seed {seed}): committed {} records in {} transactions, \
+                 aborted {} records in {} transactions, {} transactions retried",
+                summary.generated,
+                summary.elapsed.as_secs_f64(),
+                summary.committed_records,
+                summary.committed_txns,
+                summary.aborted_records,
+                summary.aborted_txns,
+                summary.retried_txns,
+            );
+            Ok(())
+        }
+        Command::Peek(args) => {
+            let mut problems = config::Problems::default();
+            let kafka = config::kafka_settings(&args.kafka, &mut problems);
+            problems.finish(())?;
+            let seen = tokio::task::spawn_blocking(move || peek::peek(&kafka, args.limit))
+                .await
+                .context("reader thread")??;
+            let total: u64 = seen.per_partition.values().sum();
+            println!("read_committed sees {total} records");
+            for (p, n) in &seen.per_partition {
+                println!("  partition {p}: {n}");
+            }
+            for (p, o, text) in &seen.first {
+                println!("  [{p}@{o}] {text}");
+            }
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Produce(args)) => {
+            let mut problems = config::Problems::default();
+            let kafka = config::kafka_settings(&args.kafka, &mut problems);
+            problems.finish(())?;
+            let report =
+                bench::produce(&kafka, args.events, args.partitions, args.txn_size).await?;
+            print!(
+                "{}",
+                bench::table(&[report.bare.clone(), report.landfall.clone()])
+            );
+            println!(
+                "produce_ratio (landfall / bare) = {:.3}",
+                report.produce_ratio
+            );
+            if let Some(path) = args.json {
+                let json = serde_json::to_vec_pretty(&report)?;
+                std::fs::write(&path, json)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(())
+        }
+    }
+}

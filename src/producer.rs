@@ -1,0 +1,405 @@
+//! The transactional producer loop: generated records go to Kafka in transactions of
+//! `txn_size`, a chosen fraction of which are aborted on purpose.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::error::{KafkaError, RDKafkaError};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::util::Timeout;
+use rdkafka::ClientContext;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::generator::{Generator, GeneratorConfig, Record};
+use crate::kafka::{wait_for_topic, KafkaSettings, KafkaSetupError};
+
+/// Where "now" comes from for generated events.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Clock {
+    /// The machine's clock, as the original producer used.
+    Real,
+    /// A clock that starts at `start_ms` and advances `1 / events_per_sec` seconds per record,
+    /// so a seeded run is reproducible byte for byte.
+    Simulated { start_ms: i64, events_per_sec: f64 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProduceConfig {
+    pub kafka: KafkaSettings,
+    /// Records to generate; 0 means until stopped.
+    pub count: u64,
+    /// Records per second; 0 means as fast as possible.
+    pub rate: f64,
+    pub clock: Clock,
+    pub generator: GeneratorConfig,
+    pub txn_size: usize,
+    /// A paced transaction is committed once it has been open this long, even if not full.
+    pub txn_max: Duration,
+    pub abort_fraction: f64,
+    pub transactional_id: String,
+    pub transaction_timeout: Duration,
+    pub progress_interval: Duration,
+}
+
+/// Totals of one producer run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProduceSummary {
+    pub generated: u64,
+    pub committed_records: u64,
+    pub aborted_records: u64,
+    pub committed_txns: u64,
+    pub aborted_txns: u64,
+    /// Transactions that hit an abortable error and were sent again.
+    pub retried_txns: u64,
+    pub bytes_committed: u64,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error(transparent)]
+    Setup(#[from] KafkaSetupError),
+    #[error("could not create the Kafka producer: {0}")]
+    Client(KafkaError),
+    #[error("could not initialise transactions for transactional id {id:?}: {source}")]
+    InitTransactions { id: String, source: KafkaError },
+    #[error("fatal producer error (the transactional id may be in use by another producer): {0}")]
+    Fatal(KafkaError),
+    #[error("gave up on a transaction after {attempts} attempts: {last}")]
+    RetriesExhausted { attempts: u32, last: KafkaError },
+}
+
+/// One transaction's worth of records and whether the plan aborts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub records: Vec<Record>,
+    pub abort: bool,
+}
+
+/// Turns the generator into a sequence of transactions. Both the producer loop and tests use
+/// it, so a test can know exactly which records a run commits.
+pub struct TxnPlan {
+    generator: Generator,
+    clock: Clock,
+    abort_fraction: f64,
+    generated: u64,
+}
+
+impl TxnPlan {
+    pub fn new(cfg: &ProduceConfig) -> Self {
+        TxnPlan {
+            generator: Generator::new(cfg.generator.clone()),
+            clock: cfg.clock.clone(),
+            abort_fraction: cfg.abort_fraction,
+            generated: 0,
+        }
+    }
+
+    /// "Now" for the next record.
+    pub fn now_ms(&self) -> i64 {
+        match self.clock {
+            Clock::Real => chrono::Utc::now().timestamp_millis(),
+            Clock::Simulated {
+                start_ms,
+                events_per_sec,
+            } => start_ms + (self.generated as f64 * 1000.0 / events_per_sec) as i64,
+        }
+    }
+
+    pub fn next_record(&mut self) -> Record {
+        let now = self.now_ms();
+        self.generated += 1;
+        self.generator.next_record(now)
+    }
+
+    /// Draws whether the transaction that was just filled is to be aborted.
+    pub fn decide_abort(&mut self) -> bool {
+        self.generator.decide(self.abort_fraction)
+    }
+
+    /// The next full transaction, for callers that do not pace (tests, benchmarks).
+    pub fn next_batch(&mut self, size: usize) -> Batch {
+        let records = (0..size).map(|_| self.next_record()).collect();
+        Batch {
+            records,
+            abort: self.decide_abort(),
+        }
+    }
+}
+
+/// Counts delivery failures reported by librdkafka's background thread.
+#[derive(Default)]
+pub struct DeliveryCounter {
+    pub failed: AtomicU64,
+}
+
+impl ClientContext for DeliveryCounter {}
+
+impl ProducerContext for DeliveryCounter {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            if self.failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                warn!(error = %e, "delivery failed; the transaction will be aborted and retried");
+            }
+        }
+    }
+}
+
+/// The producer settings shared by the transactional producer and the bare benchmark producer.
+pub fn producer_config(kafka: &KafkaSettings) -> rdkafka::ClientConfig {
+    let mut c = kafka.client_config();
+    c.set("linger.ms", "1")
+        .set("batch.size", "1000000")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        // Java clients' partitioner, so a key lands on the same partition whoever writes it.
+        .set("partitioner", "murmur2_random")
+        .set("acks", "all");
+    c
+}
+
+/// Sends every record, waiting for queue space when librdkafka's buffer is full.
+///
+/// A `ThreadedProducer`, because `abort_transaction` blocks until the purged messages' delivery
+/// reports have been served, which needs a thread polling beside it.
+pub fn send_records<C: ProducerContext<DeliveryOpaque = ()>>(
+    producer: &ThreadedProducer<C>,
+    topic: &str,
+    records: &[Record],
+) -> Result<(), KafkaError> {
+    for r in records {
+        let mut rec = BaseRecord::to(topic)
+            .key(&r.key[..])
+            .payload(&r.value[..])
+            .timestamp(r.timestamp_ms);
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // The background thread drains the queue; give it a moment.
+                    std::thread::sleep(Duration::from_millis(1));
+                    rec = back;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn txn_error(e: &KafkaError) -> Option<&RDKafkaError> {
+    match e {
+        KafkaError::Transaction(t) => Some(t),
+        _ => None,
+    }
+}
+
+const MAX_TXN_ATTEMPTS: u32 = 5;
+
+/// Runs the producer until `count` records have been generated or `shutdown` is cancelled.
+///
+/// Blocking: call it from a thread that may block.
+pub fn run(
+    cfg: &ProduceConfig,
+    shutdown: &CancellationToken,
+) -> Result<ProduceSummary, ProduceError> {
+    let started = Instant::now();
+    let mut config = producer_config(&cfg.kafka);
+    config
+        .set("transactional.id", &cfg.transactional_id)
+        .set("enable.idempotence", "true")
+        // Right after a commit the coordinator answers CONCURRENT_TRANSACTIONS until the
+        // markers are written; librdkafka's default 100 ms backoff would then dominate.
+        .set("retry.backoff.ms", "5")
+        .set("retry.backoff.max.ms", "100")
+        .set(
+            "transaction.timeout.ms",
+            cfg.transaction_timeout.as_millis().to_string(),
+        );
+    let producer: ThreadedProducer<DeliveryCounter> = config
+        .create_with_context(DeliveryCounter::default())
+        .map_err(ProduceError::Client)?;
+    let partitions = wait_for_topic(producer.client(), &cfg.kafka)?;
+    info!(topic = %cfg.kafka.topic, partitions, "topic found");
+
+    init_transactions(&producer, cfg)?;
+    info!(transactional_id = %cfg.transactional_id, "transactions initialised");
+
+    let mut plan = TxnPlan::new(cfg);
+    let mut summary = ProduceSummary::default();
+    let mut last_progress = Instant::now();
+    let mut last_progress_count = 0u64;
+    let pace_start = Instant::now();
+
+    'txns: while cfg.count == 0 || summary.generated < cfg.count {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        producer.begin_transaction().map_err(ProduceError::Fatal)?;
+        let txn_opened = Instant::now();
+        let mut batch = Vec::with_capacity(cfg.txn_size);
+        while batch.len() < cfg.txn_size && (cfg.count == 0 || summary.generated < cfg.count) {
+            if cfg.rate > 0.0 {
+                let due = pace_start + Duration::from_secs_f64(summary.generated as f64 / cfg.rate);
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep((due - now).min(Duration::from_millis(100)));
+                    if shutdown.is_cancelled() {
+                        break;
+                    }
+                    if txn_opened.elapsed() >= cfg.txn_max && !batch.is_empty() {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let record = plan.next_record();
+            summary.generated += 1;
+            if let Err(e) = send_records(&producer, &cfg.kafka.topic, std::slice::from_ref(&record))
+            {
+                warn!(error = %e, "send failed inside a transaction");
+            }
+            batch.push(record);
+            if last_progress.elapsed() >= cfg.progress_interval {
+                let rate = (summary.generated - last_progress_count) as f64
+                    / last_progress.elapsed().as_secs_f64();
+                info!(
+                    sent = summary.generated,
+                    rate = rate.round() as u64,
+                    txns_committed = summary.committed_txns,
+                    txns_aborted = summary.aborted_txns,
+                    "producing"
+                );
+                last_progress = Instant::now();
+                last_progress_count = summary.generated;
+            }
+            if cfg.rate > 0.0 && txn_opened.elapsed() >= cfg.txn_max {
+                break;
+            }
+        }
+        if shutdown.is_cancelled() {
+            // The batch may be short of what the plan wanted: abort it rather than commit a
+            // partial transaction, and say so in the summary.
+            abort(&producer)?;
+            summary.aborted_txns += 1;
+            summary.aborted_records += batch.len() as u64;
+            info!(records = batch.len(), "stopping: open transaction aborted");
+            break 'txns;
+        }
+        let planned_abort = plan.decide_abort();
+        finish_txn(&producer, cfg, &batch, planned_abort, &mut summary)?;
+    }
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+fn init_transactions<C: ProducerContext>(
+    producer: &ThreadedProducer<C>,
+    cfg: &ProduceConfig,
+) -> Result<(), ProduceError> {
+    let started = Instant::now();
+    loop {
+        match producer.init_transactions(Timeout::After(Duration::from_secs(10))) {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if txn_error(&e).is_some_and(|t| t.is_retriable())
+                    && started.elapsed() < cfg.kafka.connect_timeout =>
+            {
+                warn!(error = %e, "init_transactions failed; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => {
+                return Err(ProduceError::InitTransactions {
+                    id: cfg.transactional_id.clone(),
+                    source: e,
+                })
+            }
+        }
+    }
+}
+
+/// Waits until every sent record has been acknowledged and its delivery report served.
+///
+/// `commit_transaction` flushes by itself, but its flush sleeps in 100 ms steps when delivery
+/// reports are served by another thread, which made every commit cost 100 ms. Polling the
+/// count in 1 ms steps takes the commit down to a few milliseconds.
+fn drain<C: ProducerContext>(producer: &ThreadedProducer<C>) {
+    while producer.in_flight_count() > 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn abort<C: ProducerContext>(producer: &ThreadedProducer<C>) -> Result<(), ProduceError> {
+    producer
+        .abort_transaction(Timeout::Never)
+        .map_err(ProduceError::Fatal)
+}
+
+/// Commits (or, as planned, aborts) the transaction holding `batch`. An abortable error aborts
+/// and sends the same records again in a new transaction.
+fn finish_txn<C: ProducerContext<DeliveryOpaque = ()>>(
+    producer: &ThreadedProducer<C>,
+    cfg: &ProduceConfig,
+    batch: &[Record],
+    planned_abort: bool,
+    summary: &mut ProduceSummary,
+) -> Result<(), ProduceError> {
+    let bytes: u64 = batch
+        .iter()
+        .map(|r| (r.key.len() + r.value.len()) as u64)
+        .sum();
+    if planned_abort {
+        // Let the records reach the log first, so an aborted transaction leaves aborted data
+        // there for read_committed readers to skip, as a real failure would.
+        drain(producer);
+        abort(producer)?;
+        summary.aborted_txns += 1;
+        summary.aborted_records += batch.len() as u64;
+        return Ok(());
+    }
+    let mut attempt = 1;
+    loop {
+        drain(producer);
+        match producer.commit_transaction(Timeout::Never) {
+            Ok(()) => {
+                summary.committed_txns += 1;
+                summary.committed_records += batch.len() as u64;
+                summary.bytes_committed += bytes;
+                return Ok(());
+            }
+            Err(e) => {
+                let Some(t) = txn_error(&e) else {
+                    return Err(ProduceError::Fatal(e));
+                };
+                if t.is_fatal() {
+                    return Err(ProduceError::Fatal(e));
+                }
+                if attempt >= MAX_TXN_ATTEMPTS {
+                    return Err(ProduceError::RetriesExhausted {
+                        attempts: attempt,
+                        last: e,
+                    });
+                }
+                attempt += 1;
+                if t.txn_requires_abort() {
+                    warn!(error = %e, attempt, "transaction must be aborted; sending it again");
+                    abort(producer)?;
+                    summary.retried_txns += 1;
+                    producer.begin_transaction().map_err(ProduceError::Fatal)?;
+                    if let Err(e) = send_records(producer, &cfg.kafka.topic, batch) {
+                        warn!(error = %e, "send failed while retrying a transaction");
+                    }
+                } else {
+                    warn!(error = %e, attempt, "commit failed with a retriable error; retrying");
+                }
+            }
+        }
+    }
+}
