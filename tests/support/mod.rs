@@ -1,0 +1,212 @@
+//! Shared test support: the real local Kafka broker, unique topics, running the real binary,
+//! and reading a topic back.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Bootstrap address of the local broker. Starts it with `scripts/kafka start` (which reuses a
+/// running one), once per test binary.
+pub fn brokers() -> String {
+    static BROKERS: OnceLock<String> = OnceLock::new();
+    BROKERS
+        .get_or_init(|| {
+            let out = Command::new(repo_root().join("scripts/kafka"))
+                .arg("start")
+                .output()
+                .expect("run scripts/kafka start");
+            assert!(
+                out.status.success(),
+                "scripts/kafka start failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        })
+        .clone()
+}
+
+/// A topic name no other test uses.
+pub fn unique_topic(prefix: &str) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_millis(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+pub fn landfall_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_landfall")
+}
+
+/// A `landfall` command with the local broker and quiet logs.
+pub fn landfall(args: &[&str]) -> Command {
+    let mut c = Command::new(landfall_bin());
+    c.args(args)
+        .env("LANDFALL_BROKERS", brokers())
+        .env("LANDFALL_LOG", "warn")
+        .env_remove("BOOTSTRAP_SERVERS")
+        .env_remove("TOPIC_NAME")
+        .env_remove("RECORDS_LIMIT");
+    c
+}
+
+/// Runs a command to completion, failing the test with its output if it fails.
+pub fn run_ok(mut cmd: Command) -> Output {
+    let out = cmd.output().expect("spawn landfall");
+    assert!(
+        out.status.success(),
+        "command failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// One record read back from Kafka.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub timestamp_ms: Option<i64>,
+}
+
+/// Reads every partition of `topic` from the beginning to its end, with the given isolation
+/// level ("read_committed" or "read_uncommitted"). Records are in offset order per partition.
+pub fn read_topic(topic: &str, isolation: &str) -> Vec<ReadRecord> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique_topic("reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", isolation)
+        .create()
+        .expect("reader consumer");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("topic metadata");
+    let partitions: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    assert!(!partitions.is_empty(), "topic {topic} has no partitions");
+    let mut tpl = TopicPartitionList::new();
+    for p in &partitions {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    // Read to the end as of now: a partition is done at its end-of-partition event, or once
+    // the high watermark seen at the start has been passed (a live producer keeps the end
+    // moving, so the end-of-partition event alone may never come).
+    let highs: HashMap<i32, i64> = partitions
+        .iter()
+        .map(|p| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, *p, Duration::from_secs(10))
+                .expect("watermarks");
+            (*p, high)
+        })
+        .collect();
+    let mut at_eof: HashMap<i32, bool> = partitions.iter().map(|p| (*p, highs[p] == 0)).collect();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while at_eof.values().any(|e| !e) {
+        assert!(Instant::now() < deadline, "reading {topic} took over 120 s");
+        match consumer.poll(Duration::from_millis(500)) {
+            None => {}
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                at_eof.insert(p, true);
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            Some(Ok(m)) => {
+                if m.offset() + 1 >= highs[&m.partition()] {
+                    at_eof.insert(m.partition(), true);
+                }
+                out.push(ReadRecord {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    timestamp_ms: m.timestamp().to_millis(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Whether the broker knows the topic yet.
+pub fn topic_exists(topic: &str) -> bool {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("metadata client");
+    consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .map(|md| {
+            md.topics()
+                .iter()
+                .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+        })
+        .unwrap_or(false)
+}
+
+/// A scratch directory removed at the end of the test.
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("landfall-test-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// A spawned process that is killed if the test ends (or panics) before it is reaped.
+pub struct ChildGuard(pub Option<std::process::Child>);
+
+impl ChildGuard {
+    pub fn spawn(mut cmd: Command) -> Self {
+        ChildGuard(Some(cmd.spawn().expect("spawn landfall")))
+    }
+    pub fn child(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("child still held")
+    }
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
