@@ -1,0 +1,263 @@
+//! Decode: record bytes to a `ViewEvent`, or a typed reason why not.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use crate::event::ViewEvent;
+
+/// Why a record went to the rejects dataset instead of a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RejectReason {
+    EmptyValue,
+    NotUtf8,
+    MalformedJson,
+    MissingField,
+    WrongType,
+    BadTimestamp,
+    EndBeforeStart,
+    TooFarInFuture,
+    Late,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 9] = [
+        RejectReason::EmptyValue,
+        RejectReason::NotUtf8,
+        RejectReason::MalformedJson,
+        RejectReason::MissingField,
+        RejectReason::WrongType,
+        RejectReason::BadTimestamp,
+        RejectReason::EndBeforeStart,
+        RejectReason::TooFarInFuture,
+        RejectReason::Late,
+    ];
+
+    /// The label used in the rejects dataset and in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::EmptyValue => "empty_value",
+            RejectReason::NotUtf8 => "not_utf8",
+            RejectReason::MalformedJson => "malformed_json",
+            RejectReason::MissingField => "missing_field",
+            RejectReason::WrongType => "wrong_type",
+            RejectReason::BadTimestamp => "bad_timestamp",
+            RejectReason::EndBeforeStart => "end_before_start",
+            RejectReason::TooFarInFuture => "too_far_in_future",
+            RejectReason::Late => "late",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RejectReason> {
+        RejectReason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// A record that could not be decoded, with a human-readable detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    pub reason: RejectReason,
+    pub detail: String,
+    /// The event time, when it could be read before the record failed.
+    pub event_ms: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    #[serde(rename = "viewId", borrow)]
+    view_id: Option<Cow<'a, str>>,
+    #[serde(rename = "startTimestamp", borrow)]
+    start: Option<Cow<'a, str>>,
+    #[serde(rename = "endTimestamp", borrow)]
+    end: Option<Cow<'a, str>>,
+    #[serde(rename = "bannerId")]
+    banner_id: Option<i64>,
+    #[serde(rename = "campaignId")]
+    campaign_id: Option<i64>,
+}
+
+fn fail(reason: RejectReason, detail: impl Into<String>, event_ms: Option<i64>) -> DecodeError {
+    DecodeError {
+        reason,
+        detail: detail.into(),
+        event_ms,
+    }
+}
+
+/// Parses an ISO-8601 timestamp. No offset means UTC (what the original producer wrote); an
+/// explicit `Z` or `+02:00` is honoured. Returns milliseconds since the epoch.
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f") {
+        return Some(t.and_utc().timestamp_millis());
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// Decodes one record value. `record_ts_ms` is the Kafka record's timestamp; an event further
+/// than `max_future_skew_ms` after it is invalid. The record timestamp is part of the log, so a
+/// replay decides the same way, which a wall-clock check would not.
+pub fn decode(
+    value: Option<&[u8]>,
+    record_ts_ms: Option<i64>,
+    max_future_skew_ms: i64,
+) -> Result<ViewEvent, DecodeError> {
+    let bytes = match value {
+        Some(b) if !b.is_empty() => b,
+        _ => return Err(fail(RejectReason::EmptyValue, "record has no value", None)),
+    };
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| fail(RejectReason::NotUtf8, format!("not UTF-8: {e}"), None))?;
+    let raw: RawEvent<'_> = serde_json::from_str(text).map_err(|e| {
+        let reason = match e.classify() {
+            serde_json::error::Category::Data => RejectReason::WrongType,
+            _ => RejectReason::MalformedJson,
+        };
+        fail(reason, e.to_string(), None)
+    })?;
+    let view_id = raw
+        .view_id
+        .ok_or_else(|| fail(RejectReason::MissingField, "missing field viewId", None))?;
+    let end_text = raw.end.ok_or_else(|| {
+        fail(
+            RejectReason::MissingField,
+            "missing field endTimestamp",
+            None,
+        )
+    })?;
+    let end_ms = parse_timestamp(&end_text).ok_or_else(|| {
+        fail(
+            RejectReason::BadTimestamp,
+            format!("endTimestamp {end_text:?} is not an ISO-8601 date-time"),
+            None,
+        )
+    })?;
+    let start_text = raw.start.ok_or_else(|| {
+        fail(
+            RejectReason::MissingField,
+            "missing field startTimestamp",
+            Some(end_ms),
+        )
+    })?;
+    let start_ms = parse_timestamp(&start_text).ok_or_else(|| {
+        fail(
+            RejectReason::BadTimestamp,
+            format!("startTimestamp {start_text:?} is not an ISO-8601 date-time"),
+            Some(end_ms),
+        )
+    })?;
+    let banner_id = raw.banner_id.ok_or_else(|| {
+        fail(
+            RejectReason::MissingField,
+            "missing field bannerId",
+            Some(end_ms),
+        )
+    })?;
+    let campaign_id = raw.campaign_id.ok_or_else(|| {
+        fail(
+            RejectReason::MissingField,
+            "missing field campaignId",
+            Some(end_ms),
+        )
+    })?;
+    if end_ms < start_ms {
+        return Err(fail(
+            RejectReason::EndBeforeStart,
+            format!("endTimestamp {end_text} is before startTimestamp {start_text}"),
+            Some(end_ms),
+        ));
+    }
+    if let Some(ts) = record_ts_ms {
+        if end_ms > ts.saturating_add(max_future_skew_ms) {
+            return Err(fail(
+                RejectReason::TooFarInFuture,
+                format!(
+                    "endTimestamp {end_text} is {} s after the record timestamp; at most {} s allowed",
+                    (end_ms - ts) / 1000,
+                    max_future_skew_ms / 1000
+                ),
+                Some(end_ms),
+            ));
+        }
+    }
+    Ok(ViewEvent {
+        view_id: view_id.into_owned(),
+        start_ms,
+        end_ms,
+        banner_id,
+        campaign_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generator::{Generator, GeneratorConfig, InvalidKind, RecordKind};
+
+    #[test]
+    fn decodes_the_original_format_and_explicit_offsets() {
+        let v = br#"{"viewId":"a","startTimestamp":"2024-09-13T06:49:12.123","endTimestamp":"2024-09-13T06:50:01.456","bannerId":517,"campaignId":40}"#;
+        let e = decode(Some(v), None, 0).unwrap();
+        assert_eq!(e.end_ms - e.start_ms, 49_333);
+        assert_eq!(e.end_ms, 1_726_210_201_456);
+        let v = br#"{"viewId":"a","startTimestamp":"2024-09-13T08:49:12.123+02:00","endTimestamp":"2024-09-13T06:50:01.456Z","bannerId":1,"campaignId":40}"#;
+        let e = decode(Some(v), None, 0).unwrap();
+        assert_eq!(e.end_ms - e.start_ms, 49_333);
+    }
+
+    #[test]
+    fn every_generated_invalid_kind_gets_its_reason() {
+        let mut g = Generator::new(GeneratorConfig {
+            seed: 4,
+            invalid_fraction: 1.0,
+            ..Default::default()
+        });
+        let now = 1_726_210_201_456;
+        for _ in 0..500 {
+            let r = g.next_record(now);
+            let RecordKind::Invalid(kind) = r.kind else {
+                unreachable!()
+            };
+            let err = decode(Some(&r.value), Some(r.timestamp_ms), 300_000).unwrap_err();
+            let want = match kind {
+                InvalidKind::MalformedJson => RejectReason::MalformedJson,
+                InvalidKind::MissingField => RejectReason::MissingField,
+                InvalidKind::WrongType => RejectReason::WrongType,
+                InvalidKind::EndBeforeStart => RejectReason::EndBeforeStart,
+                InvalidKind::FarFuture => RejectReason::TooFarInFuture,
+            };
+            assert_eq!(
+                err.reason,
+                want,
+                "{kind:?}: {}",
+                String::from_utf8_lossy(&r.value)
+            );
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_not_json_are_named() {
+        assert_eq!(
+            decode(Some(&[0xff, 0xfe]), None, 0).unwrap_err().reason,
+            RejectReason::NotUtf8
+        );
+        assert_eq!(
+            decode(None, None, 0).unwrap_err().reason,
+            RejectReason::EmptyValue
+        );
+        assert_eq!(
+            decode(Some(b"hello"), None, 0).unwrap_err().reason,
+            RejectReason::MalformedJson
+        );
+        assert_eq!(
+            decode(Some(b"[1,2]"), None, 0).unwrap_err().reason,
+            RejectReason::WrongType
+        );
+        let bad_ts = br#"{"viewId":"a","startTimestamp":"yesterday","endTimestamp":"2024-09-13T06:50:01.456","bannerId":1,"campaignId":40}"#;
+        assert_eq!(
+            decode(Some(bad_ts), None, 0).unwrap_err().reason,
+            RejectReason::BadTimestamp
+        );
+    }
+}
