@@ -1,0 +1,285 @@
+//! State: the sled store that lets a restart resume where the last checkpoint was, instead of
+//! replaying from the committed offset. Each checkpoint is one atomic batch, flushed before the
+//! Kafka commit that relies on it. The store is only a cache: Kafka's committed offsets, their
+//! metadata and the output directory are enough to rebuild everything.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tracing::{error, warn};
+
+use crate::sink::RejectRecord;
+use crate::window::{PartitionWindows, Progress};
+
+/// Where a replay must start, and the partition's progress just before that offset. This is
+/// what the Kafka commit carries (offset, plus metadata).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitPoint {
+    pub offset: i64,
+    pub progress: Progress,
+}
+
+const META_PREFIX: &str = "landfall/1";
+
+impl CommitPoint {
+    /// The commit metadata string: `landfall/1 wm=<ms> max=<ms> late=<n> sig=<settings>`.
+    pub fn metadata(&self, signature: &str) -> String {
+        let opt = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+        format!(
+            "{META_PREFIX} wm={} max={} late={} sig={signature}",
+            opt(self.progress.watermark_ms),
+            opt(self.progress.max_event_ms),
+            self.progress.late_total
+        )
+    }
+
+    /// Parses commit metadata written by `metadata`. Returns the progress and the settings
+    /// signature.
+    pub fn parse_metadata(meta: &str) -> Option<(Progress, String)> {
+        let mut parts = meta.split_whitespace();
+        if parts.next()? != META_PREFIX {
+            return None;
+        }
+        let mut progress = Progress::default();
+        let mut sig = None;
+        for part in parts {
+            let (k, v) = part.split_once('=')?;
+            let opt = |v: &str| -> Option<Option<i64>> {
+                if v == "-" {
+                    Some(None)
+                } else {
+                    v.parse().ok().map(Some)
+                }
+            };
+            match k {
+                "wm" => progress.watermark_ms = opt(v)?,
+                "max" => progress.max_event_ms = opt(v)?,
+                "late" => progress.late_total = v.parse().ok()?,
+                "sig" => sig = Some(v.to_string()),
+                _ => {}
+            }
+        }
+        Some((progress, sig?))
+    }
+}
+
+/// Rejects not yet landed, and the progress just before the first of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectBuffer {
+    pub items: Vec<RejectRecord>,
+    pub progress_before_first: Option<Progress>,
+}
+
+impl RejectBuffer {
+    pub fn push(&mut self, r: RejectRecord, progress_before: Progress) {
+        if self.items.is_empty() {
+            self.progress_before_first = Some(progress_before);
+        }
+        self.items.push(r);
+    }
+
+    pub fn first(&self) -> Option<(i64, Progress)> {
+        match (self.items.first(), self.progress_before_first) {
+            (Some(r), Some(p)) => Some((r.offset, p)),
+            _ => None,
+        }
+    }
+
+    pub fn take(&mut self) -> Vec<RejectRecord> {
+        self.progress_before_first = None;
+        std::mem::take(&mut self.items)
+    }
+}
+
+/// Everything about one partition that a checkpoint saves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionCheckpoint {
+    /// The commit point this checkpoint was written for.
+    pub commit: CommitPoint,
+    /// Next offset to read.
+    pub position: i64,
+    pub windows: PartitionWindows,
+    pub rejects: RejectBuffer,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state store {path}: {source}")]
+    Sled { path: PathBuf, source: sled::Error },
+    #[error("state store {path}: cannot move the unreadable store aside: {source}")]
+    MoveAside {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("state store {path}: encoding a checkpoint: {source}")]
+    Encode {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+#[derive(Clone)]
+pub struct StateStore {
+    db: sled::Db,
+    path: PathBuf,
+}
+
+fn key(topic: &str, partition: i32) -> Vec<u8> {
+    format!("partition/{topic}/{partition:010}").into_bytes()
+}
+
+impl StateStore {
+    /// Opens the store. One that cannot be opened (truncated, garbled) is moved aside with a
+    /// clear log line and replaced by an empty one: the partitions then rebuild from Kafka.
+    pub fn open(path: &Path) -> Result<StateStore, StateError> {
+        match Self::try_open(path) {
+            Ok(db) => Ok(StateStore {
+                db,
+                path: path.to_path_buf(),
+            }),
+            Err(reason) => {
+                let aside = path.with_file_name(format!(
+                    "{}.unreadable-{}",
+                    path.file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_default(),
+                    chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+                ));
+                error!(
+                    path = %path.display(),
+                    moved_to = %aside.display(),
+                    reason = %reason,
+                    "state store is unreadable; moving it aside and rebuilding from Kafka's \
+                     committed offsets and the output directory"
+                );
+                std::fs::rename(path, &aside).map_err(|source| StateError::MoveAside {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                let db = Self::try_open(path).map_err(|_| StateError::Sled {
+                    path: path.to_path_buf(),
+                    source: sled::Error::Unsupported("cannot create a new store".into()),
+                })?;
+                Ok(StateStore {
+                    db,
+                    path: path.to_path_buf(),
+                })
+            }
+        }
+    }
+
+    fn try_open(path: &Path) -> Result<sled::Db, String> {
+        // sled may panic on some corruptions rather than return an error.
+        let p = path.to_path_buf();
+        let opened = std::panic::catch_unwind(move || sled::Config::new().path(p).open());
+        match opened {
+            Ok(Ok(db)) => Ok(db),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("sled panicked while opening it".to_string()),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The partition's last checkpoint, if there is one and it can be read.
+    pub fn load(&self, topic: &str, partition: i32) -> Option<PartitionCheckpoint> {
+        let bytes = match self.db.get(key(topic, partition)) {
+            Ok(b) => b?,
+            Err(e) => {
+                warn!(partition, error = %e, "cannot read the partition's checkpoint; rebuilding it");
+                return None;
+            }
+        };
+        match serde_json::from_slice(&bytes) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                warn!(partition, error = %e, "the partition's checkpoint is garbled; rebuilding it");
+                None
+            }
+        }
+    }
+
+    /// Writes every given checkpoint in one atomic batch, then flushes it to disk.
+    pub fn checkpoint<'a>(
+        &self,
+        topic: &str,
+        parts: impl IntoIterator<Item = (i32, &'a PartitionCheckpoint)>,
+    ) -> Result<(), StateError> {
+        let mut batch = sled::Batch::default();
+        for (partition, cp) in parts {
+            let bytes = serde_json::to_vec(cp).map_err(|source| StateError::Encode {
+                path: self.path.clone(),
+                source,
+            })?;
+            batch.insert(key(topic, partition), bytes);
+        }
+        let sled_err = |source| StateError::Sled {
+            path: self.path.clone(),
+            source,
+        };
+        self.db.apply_batch(batch).map_err(sled_err)?;
+        crate::failpoint::hit("after-sled-batch");
+        self.db.flush().map_err(sled_err)?;
+        crate::failpoint::hit("after-sled-flush");
+        Ok(())
+    }
+
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_metadata_round_trips() {
+        let cp = CommitPoint {
+            offset: 10,
+            progress: Progress {
+                max_event_ms: Some(1_726_210_201_456),
+                watermark_ms: Some(1_726_210_141_456),
+                late_total: 3,
+            },
+        };
+        let meta = cp.metadata("w60000-l60000");
+        assert_eq!(
+            CommitPoint::parse_metadata(&meta),
+            Some((cp.progress, "w60000-l60000".to_string()))
+        );
+        let empty = CommitPoint {
+            offset: 0,
+            progress: Progress::default(),
+        };
+        assert_eq!(
+            CommitPoint::parse_metadata(&empty.metadata("s")).unwrap().0,
+            Progress::default()
+        );
+        assert!(CommitPoint::parse_metadata("someone else's").is_none());
+    }
+
+    #[test]
+    fn a_garbled_store_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        std::fs::create_dir_all(&path).unwrap();
+        std::fs::write(path.join("conf"), b"\xff\xff garbage").unwrap();
+        std::fs::write(path.join("db"), vec![0xAB; 4096]).unwrap();
+        let store = StateStore::open(&path).unwrap();
+        assert!(store.load("t", 0).is_none());
+        let moved = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("state.unreadable-")
+            })
+            .count();
+        assert_eq!(moved, 1);
+    }
+}
