@@ -28,6 +28,10 @@ pub enum LogFormat {
 pub enum Command {
     /// Generate random view events and write them to Kafka in transactions.
     Produce(ProduceArgs),
+    /// Read the topic exactly once into one-minute windows landed as Parquet files.
+    Consume(ConsumeArgs),
+    /// Print the finalized windows, merged across partitions.
+    Windows(WindowsArgs),
     /// Show what a read_committed reader sees in the topic: counts and the first records.
     Peek(PeekArgs),
     /// Benchmarks against a running broker; they print figures and ratios.
@@ -217,6 +221,106 @@ pub struct ProduceArgs {
         value_name = "SECS"
     )]
     pub progress_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConsumeArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Consumer group; its committed offsets are the restart point.
+    #[arg(long, env = "LANDFALL_GROUP", default_value = "landfall")]
+    pub group: String,
+
+    /// Static group membership id (group.instance.id): a restarted instance with the same id
+    /// takes its partitions back at once instead of waiting for the session timeout.
+    #[arg(long, env = "LANDFALL_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+
+    /// Campaign table (CSV with network_id,campaign_id,campaign_name).
+    #[arg(
+        long,
+        env = "LANDFALL_CAMPAIGNS",
+        default_value = "data/campaigns_dict/campaigns.csv"
+    )]
+    pub campaigns: std::path::PathBuf,
+
+    /// Report directory: finalized window files.
+    #[arg(long, env = "LANDFALL_OUTPUT_DIR", default_value = "data/views_report")]
+    pub output_dir: std::path::PathBuf,
+
+    /// Rejects dataset: late and invalid records, outside the report directory.
+    #[arg(long, env = "LANDFALL_REJECTS_DIR", default_value = "data/rejects")]
+    pub rejects_dir: std::path::PathBuf,
+
+    /// State store (sled). Deleting it loses nothing; it only speeds up restarts.
+    #[arg(long, env = "LANDFALL_STATE_DIR", default_value = "data/state")]
+    pub state_dir: std::path::PathBuf,
+
+    /// Window size in seconds.
+    #[arg(
+        long,
+        env = "LANDFALL_WINDOW_SECS",
+        default_value_t = 60,
+        allow_negative_numbers = true
+    )]
+    pub window_secs: i64,
+
+    /// Allowed lateness in seconds: the watermark trails the greatest event time by this much.
+    #[arg(
+        long,
+        env = "LANDFALL_ALLOWED_LATENESS_SECS",
+        default_value_t = 60,
+        allow_negative_numbers = true
+    )]
+    pub allowed_lateness_secs: i64,
+
+    /// A partition caught up (lag 0) for this long closes its windows by the wall clock.
+    #[arg(
+        long,
+        env = "LANDFALL_IDLE_TIMEOUT_SECS",
+        default_value_t = 30,
+        allow_negative_numbers = true
+    )]
+    pub idle_timeout_secs: i64,
+
+    /// An event dated further than this after its Kafka record timestamp is invalid.
+    #[arg(
+        long,
+        env = "LANDFALL_MAX_FUTURE_SKEW_SECS",
+        default_value_t = 300,
+        allow_negative_numbers = true
+    )]
+    pub max_future_skew_secs: i64,
+
+    /// How often state is checkpointed and offsets committed, in milliseconds.
+    #[arg(
+        long,
+        env = "LANDFALL_CHECKPOINT_INTERVAL_MS",
+        default_value_t = 5000,
+        allow_negative_numbers = true
+    )]
+    pub checkpoint_interval_ms: i64,
+
+    /// Exit 0 once every partition is caught up, idle windows have landed and offsets are
+    /// committed (batch mode, for tests, benchmarks and the demo).
+    #[arg(long, env = "LANDFALL_EXIT_ON_IDLE")]
+    pub exit_on_idle: bool,
+
+    /// BENCHMARK ONLY: no fsync, no state flush, no Kafka commits. Not exactly-once.
+    #[arg(long, hide = true, env = "LANDFALL_UNSAFE_NO_DURABILITY")]
+    pub unsafe_no_durability: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WindowsArgs {
+    /// Report directory to read.
+    #[arg(long, env = "LANDFALL_OUTPUT_DIR", default_value = "data/views_report")]
+    pub output_dir: std::path::PathBuf,
+
+    /// How many rows to print (0 for all).
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -4,10 +4,12 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::cli::{ClockArg, KafkaArgs, ProduceArgs};
+use crate::cli::{ClockArg, ConsumeArgs, KafkaArgs, ProduceArgs};
 use crate::generator::GeneratorConfig;
 use crate::kafka::KafkaSettings;
+use crate::pipeline::ConsumeConfig;
 use crate::producer::{Clock, ProduceConfig};
+use crate::window::WindowConfig;
 
 pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
 pub const DEFAULT_TOPIC: &str = "view-log-events-1";
@@ -272,4 +274,92 @@ pub fn produce_config(
         progress_interval: Duration::from_secs(args.progress_interval_secs.max(1)),
     };
     p.finish((cfg, topic))
+}
+
+pub fn consume_config(args: &ConsumeArgs) -> Result<ConsumeConfig, ConfigError> {
+    let mut p = Problems::default();
+    let kafka = kafka_settings(&args.kafka, &mut p);
+    let positive = |p: &mut Problems, flag: &str, env: &str, v: i64| {
+        if v <= 0 {
+            p.push(flag, env, v, "must be a positive number");
+        }
+    };
+    positive(
+        &mut p,
+        "--window-secs",
+        "LANDFALL_WINDOW_SECS",
+        args.window_secs,
+    );
+    if args.allowed_lateness_secs < 0 {
+        p.push(
+            "--allowed-lateness-secs",
+            "LANDFALL_ALLOWED_LATENESS_SECS",
+            args.allowed_lateness_secs,
+            "must be zero or positive",
+        );
+    }
+    if args.idle_timeout_secs < 0 {
+        p.push(
+            "--idle-timeout-secs",
+            "LANDFALL_IDLE_TIMEOUT_SECS",
+            args.idle_timeout_secs,
+            "must be zero or positive",
+        );
+    }
+    if args.max_future_skew_secs < 0 {
+        p.push(
+            "--max-future-skew-secs",
+            "LANDFALL_MAX_FUTURE_SKEW_SECS",
+            args.max_future_skew_secs,
+            "must be zero or positive",
+        );
+    }
+    positive(
+        &mut p,
+        "--checkpoint-interval-ms",
+        "LANDFALL_CHECKPOINT_INTERVAL_MS",
+        args.checkpoint_interval_ms,
+    );
+    if args.group.trim().is_empty() {
+        p.push("--group", "LANDFALL_GROUP", "\"\"", "must not be empty");
+    }
+    if !args.campaigns.is_file() {
+        p.push(
+            "--campaigns",
+            "LANDFALL_CAMPAIGNS",
+            args.campaigns.display(),
+            "no such file",
+        );
+    }
+    let same = |a: &std::path::Path, b: &std::path::Path| a.starts_with(b) || b.starts_with(a);
+    if same(&args.output_dir, &args.rejects_dir) {
+        p.push("--rejects-dir", "LANDFALL_REJECTS_DIR", args.rejects_dir.display(), "must be outside --output-dir (and not contain it), so report globs never match rejects");
+    }
+    if same(&args.output_dir, &args.state_dir) {
+        p.push(
+            "--state-dir",
+            "LANDFALL_STATE_DIR",
+            args.state_dir.display(),
+            "must be outside --output-dir",
+        );
+    }
+    let cfg = ConsumeConfig {
+        kafka,
+        group: args.group.clone(),
+        instance_id: args.instance_id.clone().filter(|s| !s.trim().is_empty()),
+        campaigns: args.campaigns.clone(),
+        output_dir: args.output_dir.clone(),
+        rejects_dir: args.rejects_dir.clone(),
+        state_dir: args.state_dir.clone(),
+        window: WindowConfig {
+            size_ms: args.window_secs.max(1) * 1000,
+            lateness_ms: args.allowed_lateness_secs.max(0) * 1000,
+        },
+        idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(0) as u64),
+        max_future_skew_ms: args.max_future_skew_secs.max(0) * 1000,
+        checkpoint_interval: Duration::from_millis(args.checkpoint_interval_ms.max(1) as u64),
+        exit_on_idle: args.exit_on_idle,
+        unsafe_no_durability: args.unsafe_no_durability,
+    };
+    p.finish(cfg)
 }

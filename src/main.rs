@@ -9,7 +9,7 @@ use tracing::info;
 use tracing_subscriber::EnvFilter;
 
 use landfall::cli::{BenchCommand, Cli, Command, LogFormat};
-use landfall::{bench, config, kafka, peek, producer, shutdown};
+use landfall::{bench, config, kafka, peek, producer, shutdown, source, windows};
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("LANDFALL_LOG")
@@ -78,6 +78,46 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 summary.aborted_txns,
                 summary.retried_txns,
             );
+            Ok(())
+        }
+        Command::Consume(args) => {
+            let cfg = config::consume_config(&args)?;
+            let stop = shutdown::install().context("installing signal handlers")?;
+            let (out, rejects) = (cfg.output_dir.clone(), cfg.rejects_dir.clone());
+            let summary = tokio::task::spawn_blocking(move || source::run(cfg, &stop))
+                .await
+                .context("consumer thread")??;
+            let t = &summary.totals;
+            let rejected: u64 = t.rejects.values().sum();
+            println!(
+                "consumed {} records in {:.1} s: {} counted in windows ({} with an unknown campaign), \
+                 {} rejected {:?}; {} window files landed ({} already there), {} reject files; \
+                 report: {}, rejects: {}",
+                t.records,
+                summary.elapsed.as_secs_f64(),
+                t.counted,
+                t.unknown_campaign,
+                rejected,
+                t.rejects,
+                t.windows_landed,
+                t.windows_already_there,
+                t.reject_files_landed,
+                out.display(),
+                rejects.display()
+            );
+            Ok(())
+        }
+        Command::Windows(args) => {
+            let rows = windows::read_merged(&args.output_dir)?;
+            if rows.is_empty() {
+                println!(
+                    "no finalized windows under {} yet",
+                    args.output_dir.display()
+                );
+            } else {
+                print!("{}", windows::render_table(&rows, args.limit));
+                println!("finalized windows are in {}", args.output_dir.display());
+            }
             Ok(())
         }
         Command::Peek(args) => {

@@ -1,0 +1,465 @@
+//! The ordering that makes it exactly-once: decode, enrich and window each record; land every
+//! window the watermark closes (and the rejects cut with it) before anything else; then
+//! checkpoint to sled and flush; only then commit to Kafka the lowest offset still needed,
+//! with the partition's progress at that offset as commit metadata.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use crate::decode::{decode, RejectReason};
+use crate::enrich::CampaignTable;
+use crate::kafka::KafkaSettings;
+use crate::sink::{Landed, RejectRecord, Sink, SinkError};
+use crate::state::{CommitPoint, PartitionCheckpoint, RejectBuffer, StateError, StateStore};
+use crate::window::{ClosedWindow, PartitionWindows, Placement, WindowConfig};
+
+#[derive(Debug, Clone)]
+pub struct ConsumeConfig {
+    pub kafka: KafkaSettings,
+    pub group: String,
+    pub instance_id: Option<String>,
+    pub campaigns: PathBuf,
+    pub output_dir: PathBuf,
+    pub rejects_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub window: WindowConfig,
+    pub idle_timeout: Duration,
+    pub max_future_skew_ms: i64,
+    pub checkpoint_interval: Duration,
+    pub exit_on_idle: bool,
+    /// Benchmark only: no fsync, no sled flush, no Kafka commits.
+    pub unsafe_no_durability: bool,
+}
+
+impl ConsumeConfig {
+    /// The settings that change what lands. Stored with every commit; a restart with other
+    /// values would change the output, so it is refused.
+    pub fn signature(&self) -> String {
+        format!(
+            "w{}-l{}-f{}",
+            self.window.size_ms, self.window.lateness_ms, self.max_future_skew_ms
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("committing offsets to Kafka: {0}")]
+    Commit(rdkafka::error::KafkaError),
+    #[error("{0}")]
+    Recovery(String),
+}
+
+/// Counts for the run summary and the metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Totals {
+    pub records: u64,
+    pub counted: u64,
+    pub unknown_campaign: u64,
+    pub rejects: BTreeMap<&'static str, u64>,
+    pub windows_landed: u64,
+    pub windows_already_there: u64,
+    pub reject_files_landed: u64,
+    pub rows_written: u64,
+    pub bytes_written: u64,
+    pub commits: u64,
+}
+
+/// One partition's live state.
+#[derive(Debug)]
+pub struct PartitionState {
+    pub windows: PartitionWindows,
+    pub rejects: RejectBuffer,
+    /// Next offset to process.
+    pub position: i64,
+    /// What was last committed (or found committed at assignment).
+    pub committed: Option<CommitPoint>,
+    /// Set when the partition reached its end and nothing arrived since.
+    pub caught_up_since: Option<Instant>,
+    /// The watermark was advanced by the wall clock while idle.
+    pub idle_closed: bool,
+}
+
+impl PartitionState {
+    pub fn fresh(window: WindowConfig, commit: Option<CommitPoint>, position: i64) -> Self {
+        PartitionState {
+            windows: PartitionWindows::new(window, commit.map(|c| c.progress).unwrap_or_default()),
+            rejects: RejectBuffer::default(),
+            position,
+            committed: commit,
+            caught_up_since: None,
+            idle_closed: false,
+        }
+    }
+
+    pub fn from_checkpoint(cp: PartitionCheckpoint) -> Self {
+        PartitionState {
+            windows: cp.windows,
+            rejects: cp.rejects,
+            position: cp.position,
+            committed: Some(cp.commit),
+            caught_up_since: None,
+            idle_closed: false,
+        }
+    }
+
+    /// The lowest offset still needed: the oldest open window's first record, the first
+    /// unlanded reject, or the position; with the progress just before it.
+    pub fn commit_point(&self) -> CommitPoint {
+        let mut best = (self.position, self.windows.progress());
+        for candidate in [self.windows.oldest_open(), self.rejects.first()]
+            .into_iter()
+            .flatten()
+        {
+            if candidate.0 < best.0 {
+                best = candidate;
+            }
+        }
+        CommitPoint {
+            offset: best.0,
+            progress: best.1,
+        }
+    }
+
+    fn checkpoint(&self) -> PartitionCheckpoint {
+        PartitionCheckpoint {
+            commit: self.commit_point(),
+            position: self.position,
+            windows: self.windows.clone(),
+            rejects: self.rejects.clone(),
+        }
+    }
+}
+
+/// The per-record work and the landing order, independent of how records arrive.
+pub struct Pipeline {
+    pub cfg: ConsumeConfig,
+    pub sink: Sink,
+    pub store: StateStore,
+    pub table: Arc<CampaignTable>,
+    pub parts: BTreeMap<i32, PartitionState>,
+    pub totals: Totals,
+    last_checkpoint: Instant,
+    dirty: bool,
+}
+
+/// One Kafka record, borrowed.
+pub struct Record<'a> {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub timestamp_ms: Option<i64>,
+}
+
+impl Pipeline {
+    pub fn new(cfg: ConsumeConfig, table: Arc<CampaignTable>, store: StateStore) -> Self {
+        let sink = Sink {
+            report_dir: cfg.output_dir.clone(),
+            rejects_dir: cfg.rejects_dir.clone(),
+            topic: cfg.kafka.topic.clone(),
+            table: table.clone(),
+            sync: !cfg.unsafe_no_durability,
+        };
+        Pipeline {
+            cfg,
+            sink,
+            store,
+            table,
+            parts: BTreeMap::new(),
+            totals: Totals::default(),
+            last_checkpoint: Instant::now(),
+            dirty: false,
+        }
+    }
+
+    /// Decides where a newly assigned partition starts, from Kafka's commit and sled.
+    pub fn recover(
+        &self,
+        partition: i32,
+        kafka_commit: Option<(i64, String)>,
+    ) -> Result<PartitionState, PipelineError> {
+        crate::failpoint::hit("during-recovery");
+        let topic = &self.cfg.kafka.topic;
+        let commit = match kafka_commit {
+            None => None,
+            Some((offset, meta)) => match CommitPoint::parse_metadata(&meta) {
+                Some((progress, sig)) if sig == self.cfg.signature() => Some(CommitPoint { offset, progress }),
+                Some((_, sig)) => {
+                    return Err(PipelineError::Recovery(format!(
+                        "partition {partition} of {topic} was committed by group {:?} with settings {sig}, \
+                         but this run has {}; restore --window-secs, --allowed-lateness-secs and \
+                         --max-future-skew-secs, or use a new --group and --output-dir",
+                        self.cfg.group,
+                        self.cfg.signature()
+                    )))
+                }
+                None => {
+                    return Err(PipelineError::Recovery(format!(
+                        "partition {partition} of {topic} has committed offset {offset} in group {:?} \
+                         but its metadata {meta:?} was not written by Landfall; refusing to guess a \
+                         restart point (use a new --group)",
+                        self.cfg.group
+                    )))
+                }
+            },
+        };
+        if let (Some(cp), Some(commit)) = (self.store.load(topic, partition), commit) {
+            if cp.commit == commit && cp.windows.config() == self.cfg.window {
+                info!(
+                    partition,
+                    position = cp.position,
+                    committed = commit.offset,
+                    "resuming from the state store"
+                );
+                return Ok(PartitionState::from_checkpoint(cp));
+            }
+            info!(
+                partition,
+                state_commit = cp.commit.offset,
+                kafka_commit = commit.offset,
+                "state store disagrees with Kafka's committed offset; rebuilding from Kafka"
+            );
+        }
+        match commit {
+            Some(c) => {
+                info!(
+                    partition,
+                    offset = c.offset,
+                    "rebuilding from the committed offset"
+                );
+                Ok(PartitionState::fresh(self.cfg.window, Some(c), c.offset))
+            }
+            None => {
+                info!(
+                    partition,
+                    "no committed offset for this group; starting from the beginning of the log"
+                );
+                Ok(PartitionState::fresh(self.cfg.window, None, -1))
+            }
+        }
+    }
+
+    /// Processes one record.
+    pub fn handle(&mut self, r: Record<'_>) -> Result<(), PipelineError> {
+        let Some(st) = self.parts.get_mut(&r.partition) else {
+            warn!(
+                partition = r.partition,
+                offset = r.offset,
+                "record for an unassigned partition ignored"
+            );
+            return Ok(());
+        };
+        if st.position >= 0 && r.offset < st.position {
+            debug!(
+                partition = r.partition,
+                offset = r.offset,
+                "record before the position ignored"
+            );
+            return Ok(());
+        }
+        st.caught_up_since = None;
+        st.idle_closed = false;
+        self.totals.records += 1;
+        self.dirty = true;
+        let progress_before = st.windows.progress();
+        let reject = |reason: RejectReason, detail: String, event_ms, lateness_ms| RejectRecord {
+            offset: r.offset,
+            reason,
+            detail,
+            event_ms,
+            lateness_ms,
+            record_ts_ms: r.timestamp_ms,
+            key: r.key.map(<[u8]>::to_vec),
+            value: r.value.map(<[u8]>::to_vec),
+        };
+        let mut closed = Vec::new();
+        match decode(r.value, r.timestamp_ms, self.cfg.max_future_skew_ms) {
+            Err(e) => {
+                *self.totals.rejects.entry(e.reason.as_str()).or_default() += 1;
+                st.rejects.push(
+                    reject(e.reason, e.detail, e.event_ms, None),
+                    progress_before,
+                );
+            }
+            Ok(ev) => {
+                let (placement, c) = st.windows.on_event(
+                    r.offset,
+                    ev.end_ms,
+                    ev.campaign_id,
+                    ev.end_ms - ev.start_ms,
+                );
+                closed = c;
+                match placement {
+                    Placement::Counted { .. } => {
+                        self.totals.counted += 1;
+                        if self.table.get(ev.campaign_id).is_none() {
+                            self.totals.unknown_campaign += 1;
+                        }
+                    }
+                    Placement::Late {
+                        window_start_ms,
+                        lateness_ms,
+                    } => {
+                        *self
+                            .totals
+                            .rejects
+                            .entry(RejectReason::Late.as_str())
+                            .or_default() += 1;
+                        let detail = format!(
+                            "window starting {} had closed; watermark {} ms past its end",
+                            crate::event::format_timestamp(window_start_ms),
+                            lateness_ms
+                        );
+                        st.rejects.push(
+                            reject(
+                                RejectReason::Late,
+                                detail,
+                                Some(ev.end_ms),
+                                Some(lateness_ms),
+                            ),
+                            progress_before,
+                        );
+                    }
+                }
+            }
+        }
+        st.position = r.offset + 1;
+        if !closed.is_empty() {
+            self.land(r.partition, closed, r.offset + 1)?;
+        }
+        Ok(())
+    }
+
+    /// Lands closed windows, then the rejects cut at the same offset.
+    fn land(
+        &mut self,
+        partition: i32,
+        closed: Vec<ClosedWindow>,
+        close_offset: i64,
+    ) -> Result<(), PipelineError> {
+        for w in &closed {
+            match self.sink.land_window(partition, w)? {
+                Landed::Written { path, bytes, rows } => {
+                    self.totals.windows_landed += 1;
+                    self.totals.rows_written += rows;
+                    self.totals.bytes_written += bytes;
+                    debug!(partition, window = %crate::event::format_timestamp(w.start_ms), path = %path.display(), "window landed");
+                }
+                Landed::AlreadyThere { path } => {
+                    self.totals.windows_already_there += 1;
+                    debug!(partition, path = %path.display(), "window had landed before; kept");
+                }
+            }
+        }
+        let Some(st) = self.parts.get_mut(&partition) else {
+            return Ok(());
+        };
+        if !st.rejects.items.is_empty() {
+            let cut = st.rejects.take();
+            if let Landed::Written { bytes, .. } =
+                self.sink.land_rejects(partition, close_offset, &cut)?
+            {
+                self.totals.reject_files_landed += 1;
+                self.totals.bytes_written += bytes;
+            }
+        }
+        Ok(())
+    }
+
+    /// A partition reached its end (lag 0).
+    pub fn caught_up(&mut self, partition: i32, now: Instant) {
+        if let Some(st) = self.parts.get_mut(&partition) {
+            st.caught_up_since.get_or_insert(now);
+        }
+    }
+
+    /// Advances idle partitions by the wall clock: `wall_ms` is the wall clock in
+    /// milliseconds since the epoch. Landed windows are returned as a count.
+    pub fn close_idle(&mut self, now: Instant, wall_ms: i64) -> Result<usize, PipelineError> {
+        let mut due = Vec::new();
+        for (p, st) in &self.parts {
+            if let Some(since) = st.caught_up_since {
+                if !st.idle_closed && now.duration_since(since) >= self.cfg.idle_timeout {
+                    due.push(*p);
+                }
+            }
+        }
+        let mut landed = 0;
+        for p in due {
+            let Some(st) = self.parts.get_mut(&p) else {
+                continue;
+            };
+            st.idle_closed = true;
+            let wm = wall_ms - self.cfg.window.lateness_ms;
+            let position = st.position;
+            let closed = st.windows.advance_watermark(wm, position);
+            if !closed.is_empty() {
+                info!(
+                    partition = p,
+                    windows = closed.len(),
+                    "idle partition: closing windows by the wall clock"
+                );
+                landed += closed.len();
+                self.dirty = true;
+                self.land(p, closed, position)?;
+            }
+        }
+        Ok(landed)
+    }
+
+    /// Every assigned partition is caught up and has closed what the wall clock allows.
+    pub fn all_idle(&self) -> bool {
+        !self.parts.is_empty()
+            && self
+                .parts
+                .values()
+                .all(|s| s.idle_closed && s.caught_up_since.is_some())
+    }
+
+    pub fn checkpoint_due(&self, now: Instant) -> bool {
+        self.dirty && now.duration_since(self.last_checkpoint) >= self.cfg.checkpoint_interval
+    }
+
+    /// Checkpoints the given partitions (all when `only` is None) to sled, flushes, and
+    /// returns the commit points to send to Kafka.
+    pub fn checkpoint(
+        &mut self,
+        only: Option<&[i32]>,
+    ) -> Result<Vec<(i32, CommitPoint)>, PipelineError> {
+        let chosen: Vec<(i32, PartitionCheckpoint)> = self
+            .parts
+            .iter()
+            .filter(|(p, st)| only.is_none_or(|o| o.contains(p)) && st.position >= 0)
+            .map(|(p, st)| (*p, st.checkpoint()))
+            .collect();
+        self.last_checkpoint = Instant::now();
+        self.dirty = false;
+        if chosen.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !self.cfg.unsafe_no_durability {
+            self.store
+                .checkpoint(&self.cfg.kafka.topic, chosen.iter().map(|(p, cp)| (*p, cp)))?;
+        }
+        Ok(chosen.into_iter().map(|(p, cp)| (p, cp.commit)).collect())
+    }
+
+    /// Records that these commit points are now committed in Kafka.
+    pub fn committed(&mut self, points: &[(i32, CommitPoint)]) {
+        for (p, c) in points {
+            if let Some(st) = self.parts.get_mut(p) {
+                st.committed = Some(*c);
+            }
+        }
+        self.totals.commits += 1;
+    }
+}

@@ -1,0 +1,355 @@
+//! Source: the Kafka consumer (read_committed, no auto-commit), its assignments and
+//! rebalances, and the poll loop that feeds the pipeline and drives checkpoints and commits.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::util::Timeout;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::enrich::CampaignTable;
+use crate::kafka::wait_for_topic;
+use crate::pipeline::{ConsumeConfig, Pipeline, PipelineError, Record, Totals};
+use crate::sink::publish::remove_stale_temps;
+use crate::state::{CommitPoint, StateStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    #[error(transparent)]
+    Setup(#[from] crate::kafka::KafkaSetupError),
+    #[error(transparent)]
+    Enrich(#[from] crate::enrich::EnrichError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error("Kafka consumer: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("output directory {path}: {source}")]
+    Output {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The consumer's context owns the pipeline, so rebalance callbacks (which run inside `poll`)
+/// can load state for new partitions and commit the ones being taken away.
+pub struct SourceContext {
+    pipeline: Mutex<Pipeline>,
+    /// The first fatal error raised inside a callback; the poll loop stops on it.
+    fatal: Mutex<Option<PipelineError>>,
+}
+
+impl SourceContext {
+    fn pipeline(&self) -> MutexGuard<'_, Pipeline> {
+        self.pipeline.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fail(&self, e: PipelineError) {
+        error!(error = %e, "fatal error in a rebalance");
+        let mut f = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
+        f.get_or_insert(e);
+    }
+
+    fn assign(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &mut TopicPartitionList,
+    ) -> Result<(), PipelineError> {
+        let mut committed = None;
+        for attempt in 1..=10 {
+            match consumer.committed_offsets(tpl.clone(), Timeout::After(Duration::from_secs(10))) {
+                Ok(c) => {
+                    committed = Some(c);
+                    break;
+                }
+                Err(e) => {
+                    warn!(error = %e, attempt, "fetching committed offsets failed; retrying");
+                    std::thread::sleep(Duration::from_millis(500 * attempt));
+                }
+            }
+        }
+        let committed = committed.ok_or_else(|| {
+            PipelineError::Recovery(
+                "could not fetch the group's committed offsets from Kafka".into(),
+            )
+        })?;
+        let mut pipeline = self.pipeline();
+        for elem in committed.elements() {
+            let kafka_commit = match elem.offset() {
+                Offset::Offset(o) => Some((o, elem.metadata().to_string())),
+                _ => None,
+            };
+            let st = pipeline.recover(elem.partition(), kafka_commit)?;
+            let start = if st.position >= 0 {
+                Offset::Offset(st.position)
+            } else {
+                Offset::Beginning
+            };
+            tpl.set_partition_offset(elem.topic(), elem.partition(), start)
+                .map_err(|e| PipelineError::Recovery(e.to_string()))?;
+            pipeline.parts.insert(elem.partition(), st);
+        }
+        info!(partitions = ?pipeline.parts.keys().collect::<Vec<_>>(), "partitions assigned");
+        Ok(())
+    }
+
+    fn revoke(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &TopicPartitionList,
+    ) -> Result<(), PipelineError> {
+        let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        let mut pipeline = self.pipeline();
+        let result = checkpoint_and_commit(&mut pipeline, consumer, Some(&partitions));
+        for p in &partitions {
+            pipeline.parts.remove(p);
+        }
+        info!(partitions = ?partitions, "partitions revoked");
+        result
+    }
+}
+
+impl ClientContext for SourceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let eof = matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        );
+        if !eof {
+            warn!(error = %error, reason, "librdkafka error");
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if let Err(e) = self.assign(consumer, tpl) {
+                    self.fail(e);
+                    return;
+                }
+                if let Err(e) = consumer.assign(tpl) {
+                    self.fail(PipelineError::Recovery(format!(
+                        "assigning partitions: {e}"
+                    )));
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                if let Err(e) = self.revoke(consumer, tpl) {
+                    self.fail(e);
+                }
+                if let Err(e) = consumer.unassign() {
+                    warn!(error = %e, "unassign failed");
+                }
+            }
+            other => warn!(error = ?other, "unexpected rebalance event"),
+        }
+    }
+}
+
+/// Checkpoints to sled, then commits the resulting offsets (with metadata) to Kafka.
+fn checkpoint_and_commit(
+    pipeline: &mut Pipeline,
+    consumer: &BaseConsumer<SourceContext>,
+    only: Option<&[i32]>,
+) -> Result<(), PipelineError> {
+    let points = pipeline.checkpoint(only)?;
+    if points.is_empty() || pipeline.cfg.unsafe_no_durability {
+        return Ok(());
+    }
+    let unchanged = points
+        .iter()
+        .all(|(p, c)| pipeline.parts.get(p).and_then(|s| s.committed) == Some(*c));
+    if unchanged {
+        return Ok(());
+    }
+    let sig = pipeline.cfg.signature();
+    let mut tpl = TopicPartitionList::new();
+    for (p, c) in &points {
+        tpl.add_partition_offset(&pipeline.cfg.kafka.topic, *p, Offset::Offset(c.offset))
+            .map_err(PipelineError::Commit)?;
+        if let Some(mut elem) = tpl.find_partition(&pipeline.cfg.kafka.topic, *p) {
+            elem.set_metadata(c.metadata(&sig));
+        }
+    }
+    consumer
+        .commit(&tpl, CommitMode::Sync)
+        .map_err(PipelineError::Commit)?;
+    crate::failpoint::hit("after-kafka-commit");
+    pipeline.committed(&points);
+    Ok(())
+}
+
+/// How a consume run ended.
+#[derive(Debug, Clone)]
+pub struct ConsumeSummary {
+    pub totals: Totals,
+    pub elapsed: Duration,
+    pub stopped_by_signal: bool,
+}
+
+/// Runs the consumer until `shutdown` is cancelled or, with `exit_on_idle`, until every
+/// partition is caught up, its idle windows have landed and its offsets are committed.
+/// Blocking: call from a thread that may block.
+pub fn run(
+    cfg: ConsumeConfig,
+    shutdown: &CancellationToken,
+) -> Result<ConsumeSummary, ConsumeError> {
+    let started = Instant::now();
+    let table = Arc::new(CampaignTable::load(&cfg.campaigns)?);
+    info!(path = %cfg.campaigns.display(), campaigns = table.len(), sha256 = %table.checksum, "campaign table loaded");
+    for dir in [&cfg.output_dir, &cfg.rejects_dir] {
+        std::fs::create_dir_all(dir).map_err(|source| ConsumeError::Output {
+            path: dir.clone(),
+            source,
+        })?;
+        let removed = remove_stale_temps(dir).map_err(|source| ConsumeError::Output {
+            path: dir.clone(),
+            source,
+        })?;
+        if removed > 0 {
+            info!(dir = %dir.display(), removed, "removed temporary files left by an earlier crash");
+        }
+    }
+    let store = StateStore::open(&cfg.state_dir)?;
+    let topic = cfg.kafka.topic.clone();
+    let context = SourceContext {
+        pipeline: Mutex::new(Pipeline::new(cfg.clone(), table, store)),
+        fatal: Mutex::new(None),
+    };
+    let mut client = cfg.kafka.client_config();
+    if let Some(id) = &cfg.instance_id {
+        client.set("group.instance.id", id);
+    }
+    let consumer: BaseConsumer<SourceContext> = client
+        .set("group.id", &cfg.group)
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true")
+        // A committed offset that the log no longer has is an error, never a silent reset.
+        .set("auto.offset.reset", "error")
+        .set("session.timeout.ms", "10000")
+        .set("fetch.wait.max.ms", "100")
+        .create_with_context(context)?;
+    wait_for_topic(consumer.client(), &cfg.kafka)?;
+    consumer.subscribe(&[&topic])?;
+    info!(topic = %topic, group = %cfg.group, "consuming");
+
+    let mut stopped_by_signal = false;
+    let mut last_tick = Instant::now();
+    loop {
+        if shutdown.is_cancelled() {
+            stopped_by_signal = true;
+            break;
+        }
+        let polled = consumer.poll(Duration::from_millis(100));
+        let idle_poll = polled.is_none();
+        if let Some(e) = consumer
+            .context()
+            .fatal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            return Err(e.into());
+        }
+        let mut pipeline = consumer.context().pipeline();
+        match polled {
+            None => {}
+            Some(Ok(m)) => pipeline.handle(Record {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key(),
+                value: m.payload(),
+                timestamp_ms: m.timestamp().to_millis(),
+            })?,
+            Some(Err(KafkaError::PartitionEOF(p))) => pipeline.caught_up(p, Instant::now()),
+            Some(Err(e)) => {
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::AutoOffsetReset)
+                        | Some(RDKafkaErrorCode::OffsetOutOfRange)
+                ) {
+                    return Err(PipelineError::Recovery(format!(
+                        "the committed offset is no longer in the log ({e}); the records between it \
+                         and the log start were deleted by retention before they landed. Landfall \
+                         does not reset silently: reset the group's offsets explicitly \
+                         (kafka-consumer-groups --reset-offsets) to accept the loss"
+                    ))
+                    .into());
+                }
+                warn!(error = %e, "consumer error; continuing");
+            }
+        }
+        let now = Instant::now();
+        if idle_poll || now.duration_since(last_tick) >= Duration::from_millis(200) {
+            last_tick = now;
+            pipeline.close_idle(now, chrono::Utc::now().timestamp_millis())?;
+            if pipeline.checkpoint_due(now) {
+                checkpoint_and_commit(&mut pipeline, &consumer, None)?;
+            }
+            if cfg.exit_on_idle && pipeline.all_idle() {
+                checkpoint_and_commit(&mut pipeline, &consumer, None)?;
+                info!("every partition is caught up and its windows have landed; exiting");
+                break;
+            }
+        }
+    }
+    let totals = {
+        let mut pipeline = consumer.context().pipeline();
+        checkpoint_and_commit(&mut pipeline, &consumer, None)?;
+        pipeline.totals.clone()
+    };
+    consumer.unsubscribe();
+    Ok(ConsumeSummary {
+        totals,
+        elapsed: started.elapsed(),
+        stopped_by_signal,
+    })
+}
+
+/// Commit points that a test or `verify` can read back for a group.
+pub fn committed_points(
+    cfg: &ConsumeConfig,
+    partitions: usize,
+) -> Result<Vec<(i32, Option<CommitPoint>)>, KafkaError> {
+    let consumer: BaseConsumer = cfg
+        .kafka
+        .client_config()
+        .set("group.id", &cfg.group)
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        tpl.add_partition(&cfg.kafka.topic, p);
+    }
+    let c = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+    Ok(c.elements()
+        .iter()
+        .map(|e| {
+            let point = match e.offset() {
+                Offset::Offset(o) => {
+                    CommitPoint::parse_metadata(e.metadata()).map(|(progress, _)| CommitPoint {
+                        offset: o,
+                        progress,
+                    })
+                }
+                _ => None,
+            };
+            (e.partition(), point)
+        })
+        .collect())
+}
