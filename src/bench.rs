@@ -186,3 +186,216 @@ pub async fn produce(
     .await
     .map_err(|e| BenchError::Thread(e.to_string()))?
 }
+
+/// Runs the `landfall` binary with `args` and returns (wall seconds, CPU seconds, peak RSS MB)
+/// of that child alone, from `wait4`.
+fn run_child(args: &[String]) -> Result<(f64, f64, f64), BenchError> {
+    let exe = std::env::current_exe().map_err(|source| BenchError::Io {
+        path: "current_exe".into(),
+        source,
+    })?;
+    let t0 = Instant::now();
+    let child = std::process::Command::new(&exe)
+        .args(args)
+        .env("LANDFALL_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|source| BenchError::Io {
+            path: exe.clone(),
+            source,
+        })?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: waits for our own child and fills the rusage struct we own.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::wait4(pid, &mut status, 0, &mut u);
+        u
+    };
+    let wall = t0.elapsed().as_secs_f64();
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        return Err(BenchError::Thread(format!(
+            "landfall {} failed (status {status})",
+            args.join(" ")
+        )));
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok((
+        wall,
+        tv(usage.ru_utime) + tv(usage.ru_stime),
+        usage.ru_maxrss as f64 / 1024.0,
+    ))
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConsumeReport {
+    pub events: u64,
+    pub partitions: i32,
+    pub bare: Measurement,
+    pub landfall: Measurement,
+    pub landfall_no_durability: Measurement,
+    /// landfall over bare, events/s.
+    pub drain_ratio: f64,
+    /// exactly-once over no-durability, events/s.
+    pub eos_ratio: f64,
+    pub consume_events_per_sec: f64,
+    pub consumer_peak_rss_mb: f64,
+    pub no_durability_peak_rss_mb: f64,
+}
+
+/// Drain benchmark: pre-loads a topic, then drains it with a bare read_committed consumer that
+/// only counts bytes, with `landfall consume --exit-on-idle`, and with the same minus fsync,
+/// state flushes and commits.
+pub async fn consume(
+    kafka: &KafkaSettings,
+    events: u64,
+    partitions: i32,
+    work_dir: &std::path::Path,
+) -> Result<ConsumeReport, BenchError> {
+    let run_id = format!(
+        "{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_millis()
+    );
+    let topic = KafkaSettings {
+        topic: format!("{}-bench-drain-{run_id}", kafka.topic),
+        ..kafka.clone()
+    };
+    create_topic(&topic, partitions, 1).await?;
+    let cfg = ProduceConfig {
+        kafka: topic.clone(),
+        count: events,
+        rate: 0.0,
+        clock: Clock::Simulated {
+            start_ms: 1_726_210_140_000,
+            events_per_sec: 1000.0,
+        },
+        generator: GeneratorConfig {
+            seed: 1,
+            out_of_order_secs: 10,
+            ..GeneratorConfig::default()
+        },
+        txn_size: 10_000,
+        txn_max: Duration::from_secs(1),
+        abort_fraction: 0.0,
+        transactional_id: format!("landfall-bench-drain-{run_id}"),
+        transaction_timeout: Duration::from_secs(60),
+        progress_interval: Duration::from_secs(3600),
+    };
+    let work = work_dir.join(format!("bench-{run_id}"));
+    tokio::task::spawn_blocking(move || {
+        let loaded = producer::run(&cfg, &CancellationToken::new())?;
+        let bytes = loaded.bytes_committed;
+        let bare = measure("bare rdkafka consumer (count bytes)", || {
+            let n = bare_drain(&topic)?;
+            Ok::<_, BenchError>((n.0, n.1))
+        })?;
+        let landfall_run = |name: &str, extra: &[&str]| -> Result<(Measurement, f64), BenchError> {
+            let dir = work.join(name);
+            let mut args: Vec<String> = [
+                "consume",
+                "--brokers",
+                &topic.brokers,
+                "--topic",
+                &topic.topic,
+                "--group",
+                &format!("bench-{name}-{run_id}"),
+                "--exit-on-idle",
+                "--idle-timeout-secs",
+                "0",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            for (flag, sub) in [
+                ("--output-dir", "report"),
+                ("--rejects-dir", "rejects"),
+                ("--state-dir", "state"),
+            ] {
+                args.push(flag.into());
+                args.push(dir.join(sub).to_string_lossy().into_owned());
+            }
+            args.extend(extra.iter().map(|s| s.to_string()));
+            let (wall, cpu, rss) = run_child(&args)?;
+            let _ = std::fs::remove_dir_all(&dir);
+            Ok((
+                Measurement {
+                    name: format!(
+                        "landfall consume{}",
+                        if extra.is_empty() {
+                            ""
+                        } else {
+                            " (no fsync/commit)"
+                        }
+                    ),
+                    events,
+                    bytes,
+                    wall_secs: wall,
+                    cpu_secs: cpu,
+                },
+                rss,
+            ))
+        };
+        let (landfall, rss) = landfall_run("eos", &[])?;
+        let (fast, fast_rss) = landfall_run("nodur", &["--unsafe-no-durability"])?;
+        let _ = std::fs::remove_dir_all(&work);
+        Ok(ConsumeReport {
+            events,
+            partitions,
+            drain_ratio: landfall.events_per_sec() / bare.events_per_sec(),
+            eos_ratio: landfall.events_per_sec() / fast.events_per_sec(),
+            consume_events_per_sec: landfall.events_per_sec(),
+            consumer_peak_rss_mb: rss,
+            no_durability_peak_rss_mb: fast_rss,
+            bare,
+            landfall,
+            landfall_no_durability: fast,
+        })
+    })
+    .await
+    .map_err(|e| BenchError::Thread(e.to_string()))?
+}
+
+/// Reads every partition from the beginning to its end with read_committed, counting records
+/// and bytes and nothing else.
+fn bare_drain(topic: &KafkaSettings) -> Result<(u64, u64), BenchError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer<crate::kafka::QuietEof> = topic
+        .client_config()
+        .set("group.id", format!("bench-bare-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "100")
+        .create_with_context(crate::kafka::QuietEof)?;
+    let n = crate::kafka::wait_for_topic(consumer.client(), topic)?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..n as i32 {
+        tpl.add_partition_offset(&topic.topic, p, rdkafka::Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut done = vec![false; n];
+    let mut eof = vec![false; n];
+    let topic_name = topic.topic.clone();
+    let (mut records, mut bytes) = (0u64, 0u64);
+    while done.iter().any(|d| !d) {
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {
+                for (p, d) in done.iter_mut().enumerate() {
+                    if eof[p] && !*d {
+                        *d = crate::kafka::at_stable_end(&consumer, &topic_name, p as i32);
+                    }
+                }
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => eof[p as usize] = true,
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(m)) => {
+                eof[m.partition() as usize] = false;
+                records += 1;
+                bytes += (m.payload_len() + m.key().map_or(0, |k| k.len())) as u64;
+            }
+        }
+    }
+    Ok((records, bytes))
+}

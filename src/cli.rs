@@ -337,6 +337,30 @@ pub struct PeekArgs {
 pub enum BenchCommand {
     /// Producer throughput: bare rdkafka versus `landfall produce`, same records, one run.
     Produce(BenchProduceArgs),
+    /// Consumer drain: bare rdkafka versus `landfall consume`, with and without durability.
+    Consume(BenchConsumeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchConsumeArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Events to pre-load.
+    #[arg(long, env = "LANDFALL_BENCH_EVENTS", default_value_t = 2_000_000)]
+    pub events: u64,
+
+    /// Partitions of the benchmark topic.
+    #[arg(long, env = "LANDFALL_BENCH_PARTITIONS", default_value_t = 6)]
+    pub partitions: i32,
+
+    /// Scratch directory for the consumers' output (removed afterwards).
+    #[arg(long, env = "LANDFALL_BENCH_DIR", default_value = "target/bench")]
+    pub work_dir: std::path::PathBuf,
+
+    /// Write the figures as JSON to this file.
+    #[arg(long, env = "LANDFALL_BENCH_JSON")]
+    pub json: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -87,12 +87,70 @@ fn fail(reason: RejectReason, detail: impl Into<String>, event_ms: Option<i64>) 
 /// Parses an ISO-8601 timestamp. No offset means UTC (what the original producer wrote); an
 /// explicit `Z` or `+02:00` is honoured. Returns milliseconds since the epoch.
 pub fn parse_timestamp(s: &str) -> Option<i64> {
+    if let Some(ms) = parse_plain_timestamp(s.as_bytes()) {
+        return Some(ms);
+    }
     if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f") {
         return Some(t.and_utc().timestamp_millis());
     }
     chrono::DateTime::parse_from_rfc3339(s)
         .ok()
         .map(|t| t.timestamp_millis())
+}
+
+/// The original producer's exact shape, `YYYY-MM-DDTHH:MM:SS[.fff]` with no zone, parsed
+/// without chrono's format interpreter (it runs twice per event). Anything else returns None
+/// and goes through chrono.
+fn parse_plain_timestamp(b: &[u8]) -> Option<i64> {
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        b[r].iter().try_fold(0i64, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + (c - b'0') as i64)
+        })
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 59 {
+        return None;
+    }
+    let mut ms = 0;
+    if b.len() > 19 {
+        if b[19] != b'.' || b.len() == 20 || b.len() > 29 {
+            return None;
+        }
+        let frac = &b[20..];
+        if !frac.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        for (i, c) in frac.iter().take(3).enumerate() {
+            ms += (c - b'0') as i64 * [100, 10, 1][i];
+        }
+    }
+    // Reject impossible dates (Feb 30) by round-tripping the day count.
+    let days = days_from_civil(y, mo as u32, d as u32);
+    if crate::event::civil_from_days(days) != (y, mo as u32, d as u32) {
+        return None;
+    }
+    Some(((days * 24 + h) * 60 + mi) * 60_000 + sec * 1000 + ms)
+}
+
+/// (year, month, day) to days since 1970-01-01; Howard Hinnant's `days_from_civil`.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// Decodes one record value. `record_ts_ms` is the Kafka record's timestamp; an event further
@@ -233,6 +291,31 @@ mod tests {
                 "{kind:?}: {}",
                 String::from_utf8_lossy(&r.value)
             );
+        }
+    }
+
+    #[test]
+    fn the_fast_timestamp_path_agrees_with_chrono() {
+        for s in [
+            "2024-09-13T06:49:12.123",
+            "2024-09-13T06:49:12",
+            "2024-02-29T23:59:59.9",
+            "1969-12-31T23:59:59.999999",
+            "2000-01-01T00:00:00.000",
+        ] {
+            let want = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+                .unwrap()
+                .and_utc()
+                .timestamp_millis();
+            assert_eq!(parse_plain_timestamp(s.as_bytes()), Some(want), "{s}");
+        }
+        for s in [
+            "2023-02-29T00:00:00",
+            "2024-13-01T00:00:00",
+            "2024-09-13T06:49:12.",
+            "2024-09-13 06:49:12",
+        ] {
+            assert_eq!(parse_plain_timestamp(s.as_bytes()), None, "{s}");
         }
     }
 

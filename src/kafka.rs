@@ -180,3 +180,24 @@ pub async fn create_topic(
         }
     }
 }
+
+/// Whether a consumer that reported end-of-partition has really read everything committed:
+/// its position is at the high watermark. A read_committed consumer also reports the end at
+/// the last stable offset, which trails the high watermark while a transaction is open or its
+/// commit markers are still being written.
+pub fn at_stable_end<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> bool {
+    use rdkafka::consumer::Consumer;
+    let position = consumer.position().ok().and_then(|tpl| {
+        tpl.find_partition(topic, partition)
+            .and_then(|e| e.offset().to_raw())
+    });
+    let high = consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(2))
+        .ok()
+        .map(|(_, h)| h);
+    matches!((position, high), (Some(p), Some(h)) if p >= h)
+}

@@ -137,6 +137,38 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Bench(BenchCommand::Consume(args)) => {
+            let mut problems = config::Problems::default();
+            let kafka = config::kafka_settings(&args.kafka, &mut problems);
+            problems.finish(())?;
+            let r = bench::consume(&kafka, args.events, args.partitions, &args.work_dir).await?;
+            print!(
+                "{}",
+                bench::table(&[
+                    r.bare.clone(),
+                    r.landfall.clone(),
+                    r.landfall_no_durability.clone()
+                ])
+            );
+            println!(
+                "drain_ratio (landfall / bare)            = {:.3}",
+                r.drain_ratio
+            );
+            println!(
+                "eos_ratio (landfall / no fsync, commits) = {:.3}",
+                r.eos_ratio
+            );
+            println!(
+                "consumer peak RSS = {:.1} MB (no durability: {:.1} MB)",
+                r.consumer_peak_rss_mb, r.no_durability_peak_rss_mb
+            );
+            if let Some(path) = args.json {
+                let json = serde_json::to_vec_pretty(&r)?;
+                std::fs::write(&path, json)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(())
+        }
         Command::Bench(BenchCommand::Produce(args)) => {
             let mut problems = config::Problems::default();
             let kafka = config::kafka_settings(&args.kafka, &mut problems);

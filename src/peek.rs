@@ -48,13 +48,22 @@ pub fn peek(kafka: &KafkaSettings, limit: usize) -> Result<Peek, PeekError> {
     consumer.assign(&tpl).map_err(err)?;
     let mut out = Peek::default();
     let mut done = vec![false; partitions];
+    let mut eof = vec![false; partitions];
+    let topic_name = kafka.topic.clone();
     let deadline = Instant::now() + Duration::from_secs(300);
     while done.iter().any(|d| !d) && Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(500)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(p))) => done[p as usize] = true,
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {
+                for (p, d) in done.iter_mut().enumerate() {
+                    if eof[p] && !*d {
+                        *d = crate::kafka::at_stable_end(&consumer, &topic_name, p as i32);
+                    }
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => eof[p as usize] = true,
             Some(Err(e)) => return Err(err(e)),
             Some(Ok(m)) => {
+                eof[m.partition() as usize] = false;
                 *out.per_partition.entry(m.partition()).or_default() += 1;
                 if out.first.len() < limit {
                     let text =

@@ -244,6 +244,9 @@ pub fn run(
         .set("auto.offset.reset", "error")
         .set("session.timeout.ms", "10000")
         .set("fetch.wait.max.ms", "100")
+        // When the pre-fetch queue is full, librdkafka stops fetching for this long (1 s by
+        // default), which left the pipeline idle for most of every second.
+        .set("fetch.queue.backoff.ms", "5")
         .create_with_context(context)?;
     wait_for_topic(consumer.client(), &cfg.kafka)?;
     consumer.subscribe(&[&topic])?;
@@ -251,6 +254,8 @@ pub fn run(
 
     let mut stopped_by_signal = false;
     let mut last_tick = Instant::now();
+    // Partitions that reported their end but may still have a transaction's records to come.
+    let mut eof_pending = std::collections::BTreeSet::new();
     loop {
         if shutdown.is_cancelled() {
             stopped_by_signal = true;
@@ -270,14 +275,19 @@ pub fn run(
         let mut pipeline = consumer.context().pipeline();
         match polled {
             None => {}
-            Some(Ok(m)) => pipeline.handle(Record {
-                partition: m.partition(),
-                offset: m.offset(),
-                key: m.key(),
-                value: m.payload(),
-                timestamp_ms: m.timestamp().to_millis(),
-            })?,
-            Some(Err(KafkaError::PartitionEOF(p))) => pipeline.caught_up(p, Instant::now()),
+            Some(Ok(m)) => {
+                eof_pending.remove(&m.partition());
+                pipeline.handle(Record {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key(),
+                    value: m.payload(),
+                    timestamp_ms: m.timestamp().to_millis(),
+                })?
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                eof_pending.insert(p);
+            }
             Some(Err(e)) => {
                 if matches!(
                     e.rdkafka_error_code(),
@@ -298,6 +308,16 @@ pub fn run(
         let now = Instant::now();
         if idle_poll || now.duration_since(last_tick) >= Duration::from_millis(200) {
             last_tick = now;
+            eof_pending.retain(|p| {
+                if !pipeline.parts.contains_key(p) {
+                    return false;
+                }
+                if crate::kafka::at_stable_end(&consumer, &topic, *p) {
+                    pipeline.caught_up(*p, now);
+                    return false;
+                }
+                true
+            });
             pipeline.close_idle(now, chrono::Utc::now().timestamp_millis())?;
             if pipeline.checkpoint_due(now) {
                 checkpoint_and_commit(&mut pipeline, &consumer, None)?;

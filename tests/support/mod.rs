@@ -124,16 +124,27 @@ pub fn read_topic(topic: &str, isolation: &str) -> Vec<ReadRecord> {
         .collect();
     let mut at_eof: HashMap<i32, bool> = partitions.iter().map(|p| (*p, highs[p] == 0)).collect();
     let mut out = Vec::new();
+    let mut eof_seen = std::collections::HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     while at_eof.values().any(|e| !e) {
         assert!(Instant::now() < deadline, "reading {topic} took over 120 s");
-        match consumer.poll(Duration::from_millis(500)) {
-            None => {}
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {
+                // A read_committed end-of-partition can come at the last stable offset, before
+                // the last transaction's markers: done only once the position reaches the end.
+                for p in &partitions {
+                    if !at_eof[p] && eof_seen.contains(p) {
+                        let done = landfall::kafka::at_stable_end(&consumer, topic, *p);
+                        at_eof.insert(*p, done);
+                    }
+                }
+            }
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                at_eof.insert(p, true);
+                eof_seen.insert(p);
             }
             Some(Err(e)) => panic!("reading {topic}: {e}"),
             Some(Ok(m)) => {
+                eof_seen.remove(&m.partition());
                 if m.offset() + 1 >= highs[&m.partition()] {
                     at_eof.insert(m.partition(), true);
                 }
