@@ -338,6 +338,17 @@ pub async fn consume(
         };
         let (landfall, rss) = landfall_run("eos", &[])?;
         let (fast, fast_rss) = landfall_run("nodur", &["--unsafe-no-durability"])?;
+        // The first drain after loading runs against a cold broker; drain bare again and keep
+        // the faster of the two, so the ratio is not flattered by a slow baseline.
+        let again = measure("bare rdkafka consumer (count bytes)", || {
+            let n = bare_drain(&topic)?;
+            Ok::<_, BenchError>((n.0, n.1))
+        })?;
+        let bare = if again.events_per_sec() > bare.events_per_sec() {
+            again
+        } else {
+            bare
+        };
         let _ = std::fs::remove_dir_all(&work);
         Ok(ConsumeReport {
             events,
@@ -368,6 +379,8 @@ fn bare_drain(topic: &KafkaSettings) -> Result<(u64, u64), BenchError> {
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed")
         .set("fetch.wait.max.ms", "100")
+        // The same fetch settings as `landfall consume`, so only the work differs.
+        .set("fetch.queue.backoff.ms", "5")
         .create_with_context(crate::kafka::QuietEof)?;
     let n = crate::kafka::wait_for_topic(consumer.client(), topic)?;
     let mut tpl = rdkafka::TopicPartitionList::new();
