@@ -100,6 +100,36 @@ pub enum BenchError {
     },
 }
 
+/// A seeded, simulated-clock producer run of `events` records for the benchmarks.
+fn load_config(
+    topic: &KafkaSettings,
+    events: u64,
+    txn_size: usize,
+    out_of_order_secs: u64,
+    run_id: &str,
+) -> ProduceConfig {
+    ProduceConfig {
+        kafka: topic.clone(),
+        count: events,
+        rate: 0.0,
+        clock: Clock::Simulated {
+            start_ms: 1_726_210_140_000,
+            events_per_sec: 1000.0,
+        },
+        generator: GeneratorConfig {
+            seed: 1,
+            out_of_order_secs,
+            ..GeneratorConfig::default()
+        },
+        txn_size,
+        txn_max: Duration::from_secs(1),
+        abort_fraction: 0.0,
+        transactional_id: format!("landfall-bench-{}-{run_id}", topic.topic),
+        transaction_timeout: Duration::from_secs(60),
+        progress_interval: Duration::from_secs(3600),
+    }
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ProduceReport {
     pub bare: Measurement,
@@ -134,25 +164,7 @@ pub async fn produce(
     create_topic(&bare_topic, partitions, 1).await?;
     create_topic(&txn_topic, partitions, 1).await?;
 
-    let cfg = ProduceConfig {
-        kafka: txn_topic.clone(),
-        count: events,
-        rate: 0.0,
-        clock: Clock::Simulated {
-            start_ms: 1_726_210_140_000,
-            events_per_sec: 1000.0,
-        },
-        generator: GeneratorConfig {
-            seed: 1,
-            ..GeneratorConfig::default()
-        },
-        txn_size,
-        txn_max: Duration::from_secs(1),
-        abort_fraction: 0.0,
-        transactional_id: format!("landfall-bench-{run_id}"),
-        transaction_timeout: Duration::from_secs(60),
-        progress_interval: Duration::from_secs(3600),
-    };
+    let cfg = load_config(&txn_topic, events, txn_size, 0, &run_id);
 
     tokio::task::spawn_blocking(move || {
         let records = TxnPlan::new(&cfg).next_batch(events as usize).records;
@@ -262,26 +274,7 @@ pub async fn consume(
         ..kafka.clone()
     };
     create_topic(&topic, partitions, 1).await?;
-    let cfg = ProduceConfig {
-        kafka: topic.clone(),
-        count: events,
-        rate: 0.0,
-        clock: Clock::Simulated {
-            start_ms: 1_726_210_140_000,
-            events_per_sec: 1000.0,
-        },
-        generator: GeneratorConfig {
-            seed: 1,
-            out_of_order_secs: 10,
-            ..GeneratorConfig::default()
-        },
-        txn_size: 10_000,
-        txn_max: Duration::from_secs(1),
-        abort_fraction: 0.0,
-        transactional_id: format!("landfall-bench-drain-{run_id}"),
-        transaction_timeout: Duration::from_secs(60),
-        progress_interval: Duration::from_secs(3600),
-    };
+    let cfg = load_config(&topic, events, 10_000, 10, &run_id);
     let work = work_dir.join(format!("bench-{run_id}"));
     tokio::task::spawn_blocking(move || {
         let loaded = producer::run(&cfg, &CancellationToken::new())?;

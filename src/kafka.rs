@@ -17,13 +17,18 @@ pub struct QuietEof;
 
 impl ClientContext for QuietEof {
     fn error(&self, error: KafkaError, reason: &str) {
-        let eof = matches!(
-            error,
-            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
-        );
-        if !eof {
-            warn!(error = %error, reason, "librdkafka error");
-        }
+        log_client_error(error, reason);
+    }
+}
+
+/// Logs a librdkafka client error, except end-of-partition, which readers expect.
+pub fn log_client_error(error: KafkaError, reason: &str) {
+    let eof = matches!(
+        error,
+        KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+    );
+    if !eof {
+        warn!(error = %error, reason, "librdkafka error");
     }
 }
 

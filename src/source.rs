@@ -118,13 +118,7 @@ impl SourceContext {
 
 impl ClientContext for SourceContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        let eof = matches!(
-            error,
-            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
-        );
-        if !eof {
-            warn!(error = %error, reason, "librdkafka error");
-        }
+        crate::kafka::log_client_error(error, reason);
     }
 }
 
