@@ -100,6 +100,23 @@ pub enum BenchError {
     },
 }
 
+/// Distinguishes one benchmark run's topics and groups from every other run's.
+fn run_id() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_millis()
+    )
+}
+
+/// A fresh topic for one measurement of a run.
+fn bench_topic(kafka: &KafkaSettings, kind: &str, run_id: &str) -> KafkaSettings {
+    KafkaSettings {
+        topic: format!("{}-bench-{kind}-{run_id}", kafka.topic),
+        ..kafka.clone()
+    }
+}
+
 /// A seeded, simulated-clock producer run of `events` records for the benchmarks.
 fn load_config(
     topic: &KafkaSettings,
@@ -148,19 +165,9 @@ pub async fn produce(
     partitions: i32,
     txn_size: usize,
 ) -> Result<ProduceReport, BenchError> {
-    let run_id = format!(
-        "{}-{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_millis()
-    );
-    let bare_topic = KafkaSettings {
-        topic: format!("{}-bench-bare-{run_id}", kafka.topic),
-        ..kafka.clone()
-    };
-    let txn_topic = KafkaSettings {
-        topic: format!("{}-bench-txn-{run_id}", kafka.topic),
-        ..kafka.clone()
-    };
+    let run_id = run_id();
+    let bare_topic = bench_topic(kafka, "bare", &run_id);
+    let txn_topic = bench_topic(kafka, "txn", &run_id);
     create_topic(&bare_topic, partitions, 1).await?;
     create_topic(&txn_topic, partitions, 1).await?;
 
@@ -264,15 +271,8 @@ pub async fn consume(
     partitions: i32,
     work_dir: &std::path::Path,
 ) -> Result<ConsumeReport, BenchError> {
-    let run_id = format!(
-        "{}-{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_millis()
-    );
-    let topic = KafkaSettings {
-        topic: format!("{}-bench-drain-{run_id}", kafka.topic),
-        ..kafka.clone()
-    };
+    let run_id = run_id();
+    let topic = bench_topic(kafka, "drain", &run_id);
     create_topic(&topic, partitions, 1).await?;
     let cfg = load_config(&topic, events, 10_000, 10, &run_id);
     let work = work_dir.join(format!("bench-{run_id}"));
