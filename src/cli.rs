@@ -34,6 +34,9 @@ pub enum Command {
     Windows(WindowsArgs),
     /// Show what a read_committed reader sees in the topic: counts and the first records.
     Peek(PeekArgs),
+    /// Audit the output against the topic: every committed record in exactly one window file
+    /// or in the rejects. Exit 0 clean, 1 discrepancies, 2 bad usage.
+    Verify(VerifyArgs),
     /// Benchmarks against a running broker; they print figures and ratios.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -331,6 +334,61 @@ pub struct PeekArgs {
     /// How many records to print.
     #[arg(long, env = "LANDFALL_PEEK_LIMIT", default_value_t = 5)]
     pub limit: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Report directory to audit.
+    #[arg(long, env = "LANDFALL_OUTPUT_DIR", default_value = "data/views_report")]
+    pub output_dir: std::path::PathBuf,
+
+    /// Rejects dataset to audit.
+    #[arg(long, env = "LANDFALL_REJECTS_DIR", default_value = "data/rejects")]
+    pub rejects_dir: std::path::PathBuf,
+
+    /// Consumer group that wrote the output. Its committed offsets are checked (nothing below
+    /// them may be unlanded), and its commit metadata supplies the window settings.
+    #[arg(long, env = "LANDFALL_GROUP")]
+    pub group: Option<String>,
+
+    /// Window size in seconds [default: the group's, else 60].
+    #[arg(long, allow_negative_numbers = true)]
+    pub window_secs: Option<i64>,
+
+    /// Allowed lateness in seconds [default: the group's, else 60].
+    #[arg(long, allow_negative_numbers = true)]
+    pub allowed_lateness_secs: Option<i64>,
+
+    /// Maximum future skew in seconds [default: the group's, else 300].
+    #[arg(long, allow_negative_numbers = true)]
+    pub max_future_skew_secs: Option<i64>,
+
+    /// Audit only records below these offsets, as `partition:offset,...` [default: the end
+    /// of each partition when the audit starts].
+    #[arg(long, value_name = "P:OFFSET,...")]
+    pub until: Option<String>,
+
+    /// Give up if the log cannot be read to its end within this many seconds (an open
+    /// transaction holds read_committed readers back).
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub timeout_secs: u64,
+
+    /// Report format on stdout.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+
+    /// Discrepancies listed per kind in the text report.
+    #[arg(long, default_value_t = 20)]
+    pub max_listed: usize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,11 +4,12 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::cli::{ClockArg, ConsumeArgs, KafkaArgs, ProduceArgs};
+use crate::cli::{ClockArg, ConsumeArgs, KafkaArgs, ProduceArgs, VerifyArgs};
 use crate::generator::GeneratorConfig;
 use crate::kafka::KafkaSettings;
-use crate::pipeline::ConsumeConfig;
+use crate::pipeline::{parse_signature, ConsumeConfig};
 use crate::producer::{Clock, ProduceConfig};
+use crate::verify::VerifyConfig;
 use crate::window::WindowConfig;
 
 pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
@@ -360,6 +361,100 @@ pub fn consume_config(args: &ConsumeArgs) -> Result<ConsumeConfig, ConfigError> 
         checkpoint_interval: Duration::from_millis(args.checkpoint_interval_ms.max(1) as u64),
         exit_on_idle: args.exit_on_idle,
         unsafe_no_durability: args.unsafe_no_durability,
+    };
+    p.finish(cfg)
+}
+
+/// Validates `landfall verify` settings. Window settings left out come from the group's commit
+/// metadata (`group_signature`), else the consumer's defaults; given ones must agree with it.
+pub fn verify_config(
+    args: &VerifyArgs,
+    group_signature: Option<&str>,
+) -> Result<VerifyConfig, ConfigError> {
+    let mut p = Problems::default();
+    let kafka = kafka_settings(&args.kafka, &mut p);
+    let from_group = group_signature.and_then(parse_signature);
+    let (group_window, group_skew) = match from_group {
+        Some((w, f)) => (Some(w), Some(f)),
+        None => (None, None),
+    };
+    let mut pick = |flag: &str, given: Option<i64>, group: Option<i64>, default: i64, min: i64| {
+        let v = match (given, group) {
+            (Some(g), Some(c)) if g * 1000 != c => {
+                p.push(
+                    flag,
+                    "-",
+                    g,
+                    &format!(
+                        "the group committed with {} s; the audit must use the consumer's settings",
+                        c / 1000
+                    ),
+                );
+                g * 1000
+            }
+            (Some(g), _) => g * 1000,
+            (None, Some(c)) => c,
+            (None, None) => default * 1000,
+        };
+        if v < min * 1000 {
+            p.push(flag, "-", v / 1000, "out of range");
+        }
+        v
+    };
+    let size_ms = pick(
+        "--window-secs",
+        args.window_secs,
+        group_window.map(|w| w.size_ms),
+        60,
+        1,
+    );
+    let lateness_ms = pick(
+        "--allowed-lateness-secs",
+        args.allowed_lateness_secs,
+        group_window.map(|w| w.lateness_ms),
+        60,
+        0,
+    );
+    let skew_ms = pick(
+        "--max-future-skew-secs",
+        args.max_future_skew_secs,
+        group_skew,
+        300,
+        0,
+    );
+    let mut until = std::collections::BTreeMap::new();
+    if let Some(spec) = &args.until {
+        for item in spec.split(',').filter(|s| !s.trim().is_empty()) {
+            match item.split_once(':').and_then(|(a, b)| {
+                Some((a.trim().parse::<i32>().ok()?, b.trim().parse::<i64>().ok()?))
+            }) {
+                Some((part, off)) if part >= 0 && off >= 0 => {
+                    until.insert(part, off);
+                }
+                _ => p.push(
+                    "--until",
+                    "-",
+                    item,
+                    "expected partition:offset, e.g. 0:1200,1:980",
+                ),
+            }
+        }
+    }
+    if args.group.as_deref().is_some_and(|g| g.trim().is_empty()) {
+        p.push("--group", "LANDFALL_GROUP", "\"\"", "must not be empty");
+    }
+    let cfg = VerifyConfig {
+        kafka,
+        report_dir: args.output_dir.clone(),
+        rejects_dir: args.rejects_dir.clone(),
+        window: WindowConfig {
+            size_ms: size_ms.max(1000),
+            lateness_ms: lateness_ms.max(0),
+        },
+        max_future_skew_ms: skew_ms.max(0),
+        group: args.group.clone(),
+        until,
+        timeout: Duration::from_secs(args.timeout_secs.max(1)),
     };
     p.finish(cfg)
 }

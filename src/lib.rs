@@ -14,7 +14,8 @@
 //!
 //! `cli` and `config` turn flags and environment variables into validated settings; `kafka`
 //! holds the client plumbing every role shares; `shutdown` turns signals into a cancellation
-//! token; `bench` measures the pipeline against bare librdkafka.
+//! token; `bench` measures the pipeline against bare librdkafka; `readback` reads landed files
+//! back, for `windows` (the query side) and `verify` (the audit of output against the log).
 
 pub mod bench;
 pub mod cli;
@@ -28,9 +29,11 @@ pub mod kafka;
 pub mod peek;
 pub mod pipeline;
 pub mod producer;
+pub mod readback;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
 pub mod state;
+pub mod verify;
 pub mod window;
 pub mod windows;

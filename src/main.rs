@@ -8,8 +8,8 @@ use clap::Parser;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
-use landfall::cli::{BenchCommand, Cli, Command, LogFormat};
-use landfall::{bench, config, kafka, peek, producer, shutdown, source, windows};
+use landfall::cli::{BenchCommand, Cli, Command, LogFormat, ReportFormat};
+use landfall::{bench, config, kafka, peek, producer, shutdown, source, verify, windows};
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("LANDFALL_LOG")
@@ -136,6 +136,43 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 println!("  [{p}@{o}] {text}");
             }
             Ok(())
+        }
+        Command::Verify(args) => {
+            // The group's commit metadata names the window settings; read it first.
+            let signature = match &args.group {
+                Some(group) => {
+                    let mut problems = config::Problems::default();
+                    let kafka = config::kafka_settings(&args.kafka, &mut problems);
+                    problems.finish(())?;
+                    let group = group.clone();
+                    let committed = tokio::task::spawn_blocking(move || {
+                        kafka::committed_offsets(&kafka, &group)
+                    })
+                    .await
+                    .context("reader thread")??;
+                    committed
+                        .values()
+                        .find_map(|(_, meta)| landfall::state::CommitPoint::parse_metadata(meta))
+                        .map(|(_, sig)| sig)
+                }
+                None => None,
+            };
+            let cfg = config::verify_config(&args, signature.as_deref())?;
+            let report = tokio::task::spawn_blocking(move || verify::verify(&cfg))
+                .await
+                .context("verify thread")??;
+            match args.format {
+                ReportFormat::Text => print!("{}", report.render(args.max_listed)),
+                ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            }
+            if report.clean() {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(
+                    "verify found {} discrepancies",
+                    report.discrepancies.len()
+                ))
+            }
         }
         Command::Bench(BenchCommand::Consume(args)) => {
             let mut problems = config::Problems::default();

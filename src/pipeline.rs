@@ -46,6 +46,20 @@ impl ConsumeConfig {
     }
 }
 
+/// The window settings and future skew (ms) in a `signature` string.
+pub fn parse_signature(sig: &str) -> Option<(WindowConfig, i64)> {
+    let rest = sig.strip_prefix('w')?;
+    let (size, rest) = rest.split_once("-l")?;
+    let (lateness, skew) = rest.split_once("-f")?;
+    Some((
+        WindowConfig {
+            size_ms: size.parse().ok()?,
+            lateness_ms: lateness.parse().ok()?,
+        },
+        skew.parse().ok()?,
+    ))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error(transparent)]
@@ -402,10 +416,13 @@ impl Pipeline {
             let wm = wall_ms - self.cfg.window.lateness_ms;
             let position = st.position;
             let closed = st.windows.advance_watermark(wm, position);
-            if !closed.is_empty() {
+            // Rejects buffered since the last close land now too, so an idle partition
+            // leaves nothing behind in state.
+            if !closed.is_empty() || !st.rejects.items.is_empty() {
                 info!(
                     partition = p,
                     windows = closed.len(),
+                    rejects = st.rejects.items.len(),
                     "idle partition: closing windows by the wall clock"
                 );
                 landed += closed.len();

@@ -17,7 +17,7 @@ use crate::enrich::CampaignTable;
 use crate::kafka::wait_for_topic;
 use crate::pipeline::{ConsumeConfig, Pipeline, PipelineError, Record, Totals};
 use crate::sink::publish::remove_stale_temps;
-use crate::state::{CommitPoint, StateStore};
+use crate::state::StateStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumeError {
@@ -334,36 +334,4 @@ pub fn run(
         elapsed: started.elapsed(),
         stopped_by_signal,
     })
-}
-
-/// Commit points that a test or `verify` can read back for a group.
-pub fn committed_points(
-    cfg: &ConsumeConfig,
-    partitions: usize,
-) -> Result<Vec<(i32, Option<CommitPoint>)>, KafkaError> {
-    let consumer: BaseConsumer = cfg
-        .kafka
-        .client_config()
-        .set("group.id", &cfg.group)
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions as i32 {
-        tpl.add_partition(&cfg.kafka.topic, p);
-    }
-    let c = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
-    Ok(c.elements()
-        .iter()
-        .map(|e| {
-            let point = match e.offset() {
-                Offset::Offset(o) => {
-                    CommitPoint::parse_metadata(e.metadata()).map(|(progress, _)| CommitPoint {
-                        offset: o,
-                        progress,
-                    })
-                }
-                _ => None,
-            };
-            (e.partition(), point)
-        })
-        .collect())
 }

@@ -4,35 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Decimal128Type, Int64Type, TimestampMicrosecondType};
-use arrow_array::Array;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
+use crate::readback::{parquet_files, read_window_file, ReadError};
 use crate::window::Agg;
-
-#[derive(Debug, thiserror::Error)]
-pub enum WindowsError {
-    #[error(
-        "report directory {0} does not exist; run `landfall consume` first, or pass --output-dir"
-    )]
-    Missing(PathBuf),
-    #[error("reading {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("reading {path}: {source}")]
-    Parquet {
-        path: PathBuf,
-        source: parquet::errors::ParquetError,
-    },
-    #[error("{path}: unexpected column layout: {problem}")]
-    Layout { path: PathBuf, problem: String },
-}
 
 /// One merged row.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,92 +22,24 @@ pub struct WindowRow {
     pub files: u32,
 }
 
-/// Every finalized window file under `dir`: `*.parquet`, never temporary files.
-pub fn window_files(dir: &Path) -> Result<Vec<PathBuf>, WindowsError> {
-    if !dir.is_dir() {
-        return Err(WindowsError::Missing(dir.to_path_buf()));
-    }
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d).map_err(|source| WindowsError::Io {
-            path: d.clone(),
-            source,
-        })?;
-        for entry in entries {
-            let entry = entry.map_err(|source| WindowsError::Io {
-                path: d.clone(),
-                source,
-            })?;
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if path.is_dir() {
-                stack.push(path);
-            } else if name.ends_with(".parquet") && !name.starts_with('.') {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 /// Reads and merges every window file under `dir`.
-pub fn read_merged(dir: &Path) -> Result<Vec<WindowRow>, WindowsError> {
+pub fn read_merged(dir: &Path) -> Result<Vec<WindowRow>, ReadError> {
     let mut merged: BTreeMap<(i64, i64), WindowRow> = BTreeMap::new();
-    for path in window_files(dir)? {
-        let file = File::open(&path).map_err(|source| WindowsError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let perr = |source| WindowsError::Parquet {
-            path: path.clone(),
-            source,
-        };
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(perr)?
-            .build()
-            .map_err(perr)?;
-        for batch in reader {
-            let batch = batch.map_err(|e| perr(e.into()))?;
-            let col = |name: &str| {
-                batch
-                    .column_by_name(name)
-                    .ok_or_else(|| WindowsError::Layout {
-                        path: path.clone(),
-                        problem: format!("no column {name}"),
-                    })
-            };
-            let start = col("window_start")?.as_primitive::<TimestampMicrosecondType>();
-            let end = col("window_end")?.as_primitive::<TimestampMicrosecondType>();
-            let network = col("network_id")?.as_primitive::<Int64Type>();
-            let campaign = col("campaign_id")?.as_primitive::<Int64Type>();
-            let name = col("campaign_name")?.as_string::<i32>();
-            let count = col("total_count")?.as_primitive::<Int64Type>();
-            let sum = col("sum_duration")?.as_primitive::<Decimal128Type>();
-            let min = col("min_duration")?.as_primitive::<Decimal128Type>();
-            let max = col("max_duration")?.as_primitive::<Decimal128Type>();
-            for i in 0..batch.num_rows() {
-                let agg = Agg {
-                    count: count.value(i) as u64,
-                    sum_ms: sum.value(i) as i64,
-                    min_ms: min.value(i) as i64,
-                    max_ms: max.value(i) as i64,
-                };
-                let row = merged
-                    .entry((start.value(i), campaign.value(i)))
-                    .or_insert_with(|| WindowRow {
-                        window_start_us: start.value(i),
-                        window_end_us: end.value(i),
-                        network_id: (!network.is_null(i)).then(|| network.value(i)),
-                        campaign_id: campaign.value(i),
-                        campaign_name: (!name.is_null(i)).then(|| name.value(i).to_string()),
-                        agg: Agg::empty(),
-                        files: 0,
-                    });
-                row.agg.merge(&agg);
-                row.files += 1;
-            }
+    for path in parquet_files(dir)? {
+        for r in read_window_file(&path)?.rows {
+            let row = merged
+                .entry((r.window_start_us, r.campaign_id))
+                .or_insert_with(|| WindowRow {
+                    window_start_us: r.window_start_us,
+                    window_end_us: r.window_end_us,
+                    network_id: r.network_id,
+                    campaign_id: r.campaign_id,
+                    campaign_name: r.campaign_name.clone(),
+                    agg: Agg::empty(),
+                    files: 0,
+                });
+            row.agg.merge(&r.agg);
+            row.files += 1;
         }
     }
     Ok(merged.into_values().collect())

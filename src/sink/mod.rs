@@ -94,30 +94,39 @@ fn compact_utc(ms: i64) -> String {
         .unwrap_or_else(|| format!("ms{ms}"))
 }
 
+/// Where a window file goes, relative to the report directory:
+/// `date=2024-09-13/hour=06/<topic>-p0003-20240913T064900Z.parquet`. Directory values use only
+/// `[0-9A-Za-z._-]`, and the name depends only on the topic, window and partition.
+pub fn window_file_name(topic: &str, partition: i32, start_ms: i64) -> PathBuf {
+    let t = chrono::DateTime::from_timestamp_millis(start_ms).unwrap_or_default();
+    PathBuf::from(format!("date={}", t.format("%Y-%m-%d")))
+        .join(format!("hour={}", t.format("%H")))
+        .join(format!(
+            "{topic}-p{partition:04}-{}.parquet",
+            compact_utc(start_ms)
+        ))
+}
+
+/// Where a reject file goes, relative to the rejects directory:
+/// `partition=3/<topic>-p0003-upto-00000000000000012345.parquet`, named by the offset it was
+/// cut at, which a replay reproduces.
+pub fn rejects_file_name(topic: &str, partition: i32, close_offset: i64) -> PathBuf {
+    PathBuf::from(format!("partition={partition}")).join(format!(
+        "{topic}-p{partition:04}-upto-{close_offset:020}.parquet"
+    ))
+}
+
 impl Sink {
-    /// `report/date=2024-09-13/hour=06/<topic>-p0003-20240913T064900Z.parquet`. Directory
-    /// values use only `[0-9A-Za-z._-]`, and the name depends only on the window and partition.
+    /// `report/date=2024-09-13/hour=06/<topic>-p0003-20240913T064900Z.parquet`.
     pub fn window_path(&self, partition: i32, start_ms: i64) -> PathBuf {
-        let t = chrono::DateTime::from_timestamp_millis(start_ms).unwrap_or_default();
         self.report_dir
-            .join(format!("date={}", t.format("%Y-%m-%d")))
-            .join(format!("hour={}", t.format("%H")))
-            .join(format!(
-                "{}-p{partition:04}-{}.parquet",
-                self.topic,
-                compact_utc(start_ms)
-            ))
+            .join(window_file_name(&self.topic, partition, start_ms))
     }
 
-    /// `rejects/partition=3/<topic>-p0003-upto-00000000000000012345.parquet`: named by the
-    /// offset it was cut at, which a replay reproduces.
+    /// `rejects/partition=3/<topic>-p0003-upto-00000000000000012345.parquet`.
     pub fn rejects_path(&self, partition: i32, close_offset: i64) -> PathBuf {
         self.rejects_dir
-            .join(format!("partition={partition}"))
-            .join(format!(
-                "{}-p{partition:04}-upto-{close_offset:020}.parquet",
-                self.topic
-            ))
+            .join(rejects_file_name(&self.topic, partition, close_offset))
     }
 
     fn provenance(&self, partition: i32) -> Provenance<'_> {

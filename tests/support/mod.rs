@@ -2,7 +2,6 @@
 //! and reading a topic back.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -11,8 +10,7 @@ use std::time::{Duration, Instant};
 pub mod output;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -88,76 +86,35 @@ pub struct ReadRecord {
     pub timestamp_ms: Option<i64>,
 }
 
+/// Landfall's Kafka settings for the local broker and `topic`.
+pub fn settings(topic: &str) -> landfall::kafka::KafkaSettings {
+    landfall::kafka::KafkaSettings {
+        brokers: brokers(),
+        topic: topic.to_string(),
+        connect_timeout: Duration::from_secs(30),
+    }
+}
+
 /// Reads every partition of `topic` from the beginning to its end, with the given isolation
 /// level ("read_committed" or "read_uncommitted"). Records are in offset order per partition.
 pub fn read_topic(topic: &str, isolation: &str) -> Vec<ReadRecord> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", unique_topic("reader"))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", isolation)
-        .create()
-        .expect("reader consumer");
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("topic metadata");
-    let partitions: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
-    assert!(!partitions.is_empty(), "topic {topic} has no partitions");
-    let mut tpl = TopicPartitionList::new();
-    for p in &partitions {
-        tpl.add_partition_offset(topic, *p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    // Read to the end as of now: a partition is done at its end-of-partition event, or once
-    // the high watermark seen at the start has been passed (a live producer keeps the end
-    // moving, so the end-of-partition event alone may never come).
-    let highs: HashMap<i32, i64> = partitions
-        .iter()
-        .map(|p| {
-            let (_, high) = consumer
-                .fetch_watermarks(topic, *p, Duration::from_secs(10))
-                .expect("watermarks");
-            (*p, high)
-        })
-        .collect();
-    let mut at_eof: HashMap<i32, bool> = partitions.iter().map(|p| (*p, highs[p] == 0)).collect();
     let mut out = Vec::new();
-    let mut eof_seen = std::collections::HashSet::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while at_eof.values().any(|e| !e) {
-        assert!(Instant::now() < deadline, "reading {topic} took over 120 s");
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {
-                // A read_committed end-of-partition can come at the last stable offset, before
-                // the last transaction's markers: done only once the position reaches the end.
-                for p in &partitions {
-                    if !at_eof[p] && eof_seen.contains(p) {
-                        let done = landfall::kafka::at_stable_end(&consumer, topic, *p);
-                        at_eof.insert(*p, done);
-                    }
-                }
-            }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                eof_seen.insert(p);
-            }
-            Some(Err(e)) => panic!("reading {topic}: {e}"),
-            Some(Ok(m)) => {
-                eof_seen.remove(&m.partition());
-                if m.offset() + 1 >= highs[&m.partition()] {
-                    at_eof.insert(m.partition(), true);
-                }
-                out.push(ReadRecord {
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    key: m.key().map(<[u8]>::to_vec),
-                    value: m.payload().map(<[u8]>::to_vec),
-                    timestamp_ms: m.timestamp().to_millis(),
-                });
-            }
-        }
-    }
+    landfall::kafka::scan(
+        &settings(topic),
+        isolation == "read_committed",
+        &Default::default(),
+        Duration::from_secs(120),
+        |r| {
+            out.push(ReadRecord {
+                partition: r.partition,
+                offset: r.offset,
+                key: r.key.map(<[u8]>::to_vec),
+                value: r.value.map(<[u8]>::to_vec),
+                timestamp_ms: r.timestamp_ms,
+            })
+        },
+    )
+    .unwrap_or_else(|e| panic!("reading {topic}: {e}"));
     out
 }
 
