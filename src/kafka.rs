@@ -347,12 +347,12 @@ pub fn scan(
     Ok(ends)
 }
 
-/// A group's committed offsets and their metadata, per partition of the topic. Partitions
-/// without a commit are left out.
+/// A group's committed offset and its metadata, for every partition of the topic (None where
+/// the group has not committed).
 pub fn committed_offsets(
     settings: &KafkaSettings,
     group: &str,
-) -> Result<std::collections::BTreeMap<i32, (i64, String)>, ScanError> {
+) -> Result<std::collections::BTreeMap<i32, Option<(i64, String)>>, ScanError> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::{Offset, TopicPartitionList};
     let err = |source| ScanError::Kafka {
@@ -375,9 +375,9 @@ pub fn committed_offsets(
         .map_err(err)?;
     Ok(c.elements()
         .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(o) => Some((e.partition(), (o, e.metadata().to_string()))),
-            _ => None,
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => (e.partition(), Some((o, e.metadata().to_string()))),
+            _ => (e.partition(), None),
         })
         .collect())
 }

@@ -42,7 +42,16 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let usage = e.downcast_ref::<config::ConfigError>().is_some();
-            eprintln!("landfall: error: {e:#}");
+            // Each cause once: many messages already quote their source.
+            let mut msg = e.to_string();
+            for cause in e.chain().skip(1) {
+                let c = cause.to_string();
+                if !msg.contains(&c) {
+                    msg.push_str(": ");
+                    msg.push_str(&c);
+                }
+            }
+            eprintln!("landfall: error: {msg}");
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
@@ -152,6 +161,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     .context("reader thread")??;
                     committed
                         .values()
+                        .flatten()
                         .find_map(|(_, meta)| landfall::state::CommitPoint::parse_metadata(meta))
                         .map(|(_, sig)| sig)
                 }

@@ -66,7 +66,7 @@ pub enum PipelineError {
     Sink(#[from] SinkError),
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("committing offsets to Kafka: {0}")]
+    #[error("committing offsets to Kafka kept failing for {limit_secs} s: {0}", limit_secs = COMMIT_FAILURE_LIMIT.as_secs())]
     Commit(rdkafka::error::KafkaError),
     #[error("{0}")]
     Recovery(String),
@@ -163,7 +163,14 @@ pub struct Pipeline {
     pub totals: Totals,
     last_checkpoint: Instant,
     dirty: bool,
+    commit_failing_since: Option<Instant>,
+    /// Set when processing failed part-way (a file did not land): the state in memory may have
+    /// moved past data that is not on disk, so it is never checkpointed or committed again.
+    poisoned: bool,
 }
+
+/// How long offset commits may keep failing before the consumer gives up.
+pub const COMMIT_FAILURE_LIMIT: Duration = Duration::from_secs(120);
 
 /// One Kafka record, borrowed.
 pub struct Record<'a> {
@@ -192,6 +199,8 @@ impl Pipeline {
             totals: Totals::default(),
             last_checkpoint: Instant::now(),
             dirty: false,
+            commit_failing_since: None,
+            poisoned: false,
         }
     }
 
@@ -262,8 +271,14 @@ impl Pipeline {
         }
     }
 
-    /// Processes one record.
+    /// Processes one record. After an error the pipeline is poisoned: see `checkpoint`.
     pub fn handle(&mut self, r: Record<'_>) -> Result<(), PipelineError> {
+        let result = self.handle_record(r);
+        self.poisoned |= result.is_err();
+        result
+    }
+
+    fn handle_record(&mut self, r: Record<'_>) -> Result<(), PipelineError> {
         let Some(st) = self.parts.get_mut(&r.partition) else {
             warn!(
                 partition = r.partition,
@@ -399,6 +414,16 @@ impl Pipeline {
     /// Advances idle partitions by the wall clock: `wall_ms` is the wall clock in
     /// milliseconds since the epoch. Landed windows are returned as a count.
     pub fn close_idle(&mut self, now: Instant, wall_ms: i64) -> Result<usize, PipelineError> {
+        let result = self.close_idle_partitions(now, wall_ms);
+        self.poisoned |= result.is_err();
+        result
+    }
+
+    fn close_idle_partitions(
+        &mut self,
+        now: Instant,
+        wall_ms: i64,
+    ) -> Result<usize, PipelineError> {
         let mut due = Vec::new();
         for (p, st) in &self.parts {
             if let Some(since) = st.caught_up_since {
@@ -447,11 +472,16 @@ impl Pipeline {
     }
 
     /// Checkpoints the given partitions (all when `only` is None) to sled, flushes, and
-    /// returns the commit points to send to Kafka.
+    /// returns the commit points to send to Kafka. A poisoned pipeline checkpoints nothing:
+    /// the last commit stays the restart point (I4, I6).
     pub fn checkpoint(
         &mut self,
         only: Option<&[i32]>,
     ) -> Result<Vec<(i32, CommitPoint)>, PipelineError> {
+        if self.poisoned {
+            warn!("not checkpointing or committing: an earlier error left data unwritten");
+            return Ok(Vec::new());
+        }
         let chosen: Vec<(i32, PartitionCheckpoint)> = self
             .parts
             .iter()
@@ -470,8 +500,21 @@ impl Pipeline {
         Ok(chosen.into_iter().map(|(p, cp)| (p, cp.commit)).collect())
     }
 
+    /// A commit failed (broker down, coordinator moving). Fatal only once commits have been
+    /// failing for `COMMIT_FAILURE_LIMIT`.
+    pub fn commit_failed(&mut self, e: rdkafka::error::KafkaError) -> Result<(), PipelineError> {
+        let since = *self.commit_failing_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= COMMIT_FAILURE_LIMIT {
+            return Err(PipelineError::Commit(e));
+        }
+        warn!(error = %e, failing_for_secs = since.elapsed().as_secs(), "offset commit failed; retrying at the next checkpoint");
+        self.dirty = true;
+        Ok(())
+    }
+
     /// Records that these commit points are now committed in Kafka.
     pub fn committed(&mut self, points: &[(i32, CommitPoint)]) {
+        self.commit_failing_since = None;
         for (p, c) in points {
             if let Some(st) = self.parts.get_mut(p) {
                 st.committed = Some(*c);

@@ -16,7 +16,7 @@ use tracing::{error, info, warn};
 use crate::enrich::CampaignTable;
 use crate::kafka::wait_for_topic;
 use crate::pipeline::{ConsumeConfig, Pipeline, PipelineError, Record, Totals};
-use crate::sink::publish::remove_stale_temps;
+use crate::sink::publish::{remove_stale_temps, STALE_TEMP_AGE};
 use crate::state::StateStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -107,11 +107,25 @@ impl SourceContext {
     ) -> Result<(), PipelineError> {
         let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
         let mut pipeline = self.pipeline();
-        let result = checkpoint_and_commit(&mut pipeline, consumer, Some(&partitions));
+        let lost = consumer.assignment_lost();
+        let result = if lost {
+            // Another member owns them now (this one was cut off past its session timeout);
+            // a commit would be refused, and the new owner replays from the last one.
+            warn!(partitions = ?partitions, "assignment lost; not committing for these partitions");
+            Ok(())
+        } else {
+            match checkpoint_and_commit(&mut pipeline, consumer, Some(&partitions)) {
+                Err(PipelineError::Commit(e)) => {
+                    warn!(error = %e, partitions = ?partitions, "commit on revoke failed; the next owner replays from the last commit");
+                    Ok(())
+                }
+                other => other,
+            }
+        };
         for p in &partitions {
             pipeline.parts.remove(p);
         }
-        info!(partitions = ?partitions, "partitions revoked");
+        info!(partitions = ?partitions, lost, "partitions revoked");
         result
     }
 }
@@ -179,12 +193,17 @@ fn checkpoint_and_commit(
             elem.set_metadata(c.metadata(&sig));
         }
     }
-    consumer
-        .commit(&tpl, CommitMode::Sync)
-        .map_err(PipelineError::Commit)?;
-    crate::failpoint::hit("after-kafka-commit");
-    pipeline.committed(&points);
-    Ok(())
+    match consumer.commit(&tpl, CommitMode::Sync) {
+        Ok(()) => {
+            crate::failpoint::hit("after-kafka-commit");
+            pipeline.committed(&points);
+            Ok(())
+        }
+        // Nothing is lost by a failed commit: the files and the state store are durable, and
+        // Kafka keeps the previous commit, from which a restart replays. So it is retried at
+        // the next checkpoint, for a while.
+        Err(e) => pipeline.commit_failed(e),
+    }
 }
 
 /// How a consume run ended.
@@ -210,10 +229,11 @@ pub fn run(
             path: dir.clone(),
             source,
         })?;
-        let removed = remove_stale_temps(dir).map_err(|source| ConsumeError::Output {
-            path: dir.clone(),
-            source,
-        })?;
+        let removed =
+            remove_stale_temps(dir, STALE_TEMP_AGE).map_err(|source| ConsumeError::Output {
+                path: dir.clone(),
+                source,
+            })?;
         if removed > 0 {
             info!(dir = %dir.display(), removed, "removed temporary files left by an earlier crash");
         }

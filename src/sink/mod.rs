@@ -1,6 +1,6 @@
 //! Sink: closed windows and cut rejects become Parquet files, landed durably under
-//! deterministic names. A name that already exists has landed before (a replay after a crash)
-//! and is left alone.
+//! deterministic names. A name that already exists has landed before (a replay after a crash,
+//! or another instance) and is never replaced.
 
 mod parquet;
 pub mod publish;
@@ -57,6 +57,11 @@ pub enum SinkError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "directory {path} has disappeared under the running consumer; nothing past the last \
+         landed file was committed. Restore it (or start over with a new --group) and restart"
+    )]
+    RootGone { path: PathBuf },
     #[error("encoding Parquet for {path}: {source}")]
     Encode {
         path: PathBuf,
@@ -154,7 +159,9 @@ impl Sink {
         if let Some(dir) = path.parent() {
             publish::ensure_dir(root, dir)?;
         }
-        publish::publish(&path, &bytes, self.sync)?;
+        if !publish::publish(&path, &bytes, self.sync)? {
+            return Ok(Landed::AlreadyThere { path });
+        }
         Ok(Landed::Written {
             path,
             bytes: bytes.len() as u64,

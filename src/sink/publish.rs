@@ -1,22 +1,31 @@
 //! Durable publish, the one way a file lands: write a temporary file beside the target, fsync
-//! it, rename it over the final name, fsync the directory. Readers see the final name only
+//! it, link it to the final name (which fails if the name exists, so a landed file is never
+//! replaced), remove the temporary name, fsync the directory. Readers see the final name only
 //! once the whole file is on disk.
 
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use super::SinkError;
 use crate::failpoint;
 
+/// Temporary files older than this are debris from a crash; younger ones may belong to another
+/// instance that is writing right now.
+pub const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
+
 /// Names of temporary files start with a dot and end in `.tmp`, so `**/*.parquet` globs and
-/// Hive-style readers never match them.
+/// Hive-style readers never match them. The process id and a counter keep two writers (a
+/// zombie and its successor) from ever sharing one.
 pub fn temp_path(final_path: &Path) -> PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let name = final_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    final_path.with_file_name(format!(".{name}.tmp"))
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    final_path.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()))
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SinkError + 'a {
@@ -36,17 +45,24 @@ fn fsync_dir(dir: &Path) -> Result<(), SinkError> {
         })
 }
 
-/// Creates `dir` and any missing parents below `root`, making each new entry durable.
+/// Creates `dir` and any missing parents below `root`, making each new entry durable. `root`
+/// itself must exist: if it has gone (removed or unmounted under a running consumer), writing
+/// a fresh tree in its place would hide the loss, so that is an error.
 pub fn ensure_dir(root: &Path, dir: &Path) -> Result<(), SinkError> {
     if dir.is_dir() {
         return Ok(());
+    }
+    if !root.is_dir() {
+        return Err(SinkError::RootGone {
+            path: root.to_path_buf(),
+        });
     }
     let mut missing = Vec::new();
     let mut cur = dir;
     while !cur.exists() {
         missing.push(cur.to_path_buf());
         match cur.parent() {
-            Some(p) if p.starts_with(root) || p == root => cur = p,
+            Some(p) if p.starts_with(root) => cur = p,
             _ => break,
         }
     }
@@ -59,33 +75,46 @@ pub fn ensure_dir(root: &Path, dir: &Path) -> Result<(), SinkError> {
     Ok(())
 }
 
-/// Publishes `bytes` at `final_path` (whose directory must exist). A failed fsync is fatal and
-/// never retried: after one, the kernel may have dropped the dirty pages.
-pub fn publish(final_path: &Path, bytes: &[u8], sync: bool) -> Result<(), SinkError> {
+/// Publishes `bytes` at `final_path` (whose directory must exist). Returns false, and changes
+/// nothing, if the name exists already. A failed fsync is fatal and never retried: after one,
+/// the kernel may have dropped the dirty pages.
+pub fn publish(final_path: &Path, bytes: &[u8], sync: bool) -> Result<bool, SinkError> {
     let dir = final_path.parent().unwrap_or(Path::new("."));
     let tmp = temp_path(final_path);
-    let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
-    f.write_all(bytes).map_err(io("write", &tmp))?;
-    failpoint::hit("after-temp-write");
-    if sync {
-        f.sync_all().map_err(|source| SinkError::Fsync {
-            path: tmp.clone(),
-            source,
-        })?;
-    }
-    drop(f);
-    failpoint::hit("after-file-fsync");
-    fs::rename(&tmp, final_path).map_err(io("rename", final_path))?;
+    let result = write_temp(&tmp, bytes, sync).and_then(|()| {
+        failpoint::hit("after-file-fsync");
+        match fs::hard_link(&tmp, final_path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(io("link", final_path)(e)),
+        }
+    });
+    // The temporary name goes whatever happened, so a full disk is not kept full by debris.
+    let _ = fs::remove_file(&tmp);
+    let linked = result?;
     failpoint::hit("after-rename");
-    if sync {
+    if linked && sync {
         fsync_dir(dir)?;
     }
     failpoint::hit("after-dir-fsync");
+    Ok(linked)
+}
+
+fn write_temp(tmp: &Path, bytes: &[u8], sync: bool) -> Result<(), SinkError> {
+    let mut f = File::create(tmp).map_err(io("create", tmp))?;
+    f.write_all(bytes).map_err(io("write", tmp))?;
+    failpoint::hit("after-temp-write");
+    if sync {
+        f.sync_all().map_err(|source| SinkError::Fsync {
+            path: tmp.to_path_buf(),
+            source,
+        })?;
+    }
     Ok(())
 }
 
-/// Removes temporary files left by a crash between write and rename.
-pub fn remove_stale_temps(root: &Path) -> std::io::Result<usize> {
+/// Removes temporary files older than `max_age`: left by a crash between write and link.
+pub fn remove_stale_temps(root: &Path, max_age: Duration) -> std::io::Result<usize> {
     let mut removed = 0;
     if !root.is_dir() {
         return Ok(0);
@@ -101,6 +130,12 @@ pub fn remove_stale_temps(root: &Path) -> std::io::Result<usize> {
                 .file_name()
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"))
+                && entry
+                    .metadata()?
+                    .modified()
+                    .ok()
+                    .and_then(|m| SystemTime::now().duration_since(m).ok())
+                    .is_some_and(|age| age >= max_age)
             {
                 fs::remove_file(&path)?;
                 removed += 1;
@@ -115,12 +150,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn publish_leaves_only_the_final_file() {
+    fn publish_leaves_only_the_final_file_and_never_replaces_one() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("date=2024-09-13/hour=06");
         ensure_dir(root.path(), &dir).unwrap();
         let path = dir.join("w.parquet");
-        publish(&path, b"hello", true).unwrap();
+        assert!(publish(&path, b"hello", true).unwrap());
+        assert!(!publish(&path, b"other", true).unwrap());
         assert_eq!(fs::read(&path).unwrap(), b"hello");
         let names: Vec<_> = fs::read_dir(&dir)
             .unwrap()
@@ -128,6 +164,16 @@ mod tests {
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("w.parquet")]);
         fs::write(temp_path(&path), b"partial").unwrap();
-        assert_eq!(remove_stale_temps(root.path()).unwrap(), 1);
+        assert_eq!(remove_stale_temps(root.path(), STALE_TEMP_AGE).unwrap(), 0);
+        assert_eq!(remove_stale_temps(root.path(), Duration::ZERO).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_vanished_root_is_an_error_not_recreated() {
+        let root = tempfile::tempdir().unwrap();
+        let report = root.path().join("report");
+        let err = ensure_dir(&report, &report.join("date=2024-09-13")).unwrap_err();
+        assert!(matches!(err, SinkError::RootGone { .. }), "{err}");
+        assert!(!report.exists());
     }
 }

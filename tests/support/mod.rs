@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod harness;
 pub mod output;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};

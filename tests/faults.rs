@@ -1,0 +1,465 @@
+//! Faults outside the consumer: the broker goes down (also before the consumer starts), the
+//! disk fills up, the output directory turns read-only or disappears, a consumer turns into a
+//! zombie, producers die mid-transaction. Each test ends with `landfall verify` and, where the
+//! output is a function of the log alone, a byte-for-byte comparison with a clean run.
+//!
+//! The disk tests mount a small tmpfs and read-only bind mounts, so they need root (or
+//! CAP_SYS_ADMIN); CI machines of this kind run as root.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::harness::*;
+use support::output::*;
+use support::*;
+
+/// Simulated seconds covered by `n` golden records.
+fn sim_secs(n: u64) -> i64 {
+    (n / SIM_EVENTS_PER_SEC) as i64
+}
+
+fn clean_run(topic: &str) -> Dirs {
+    let clean = dirs();
+    consume_to_end(topic, &format!("{topic}-clean"), &clean);
+    clean
+}
+
+fn window_file_count(d: &Dirs) -> usize {
+    parquet_files(&d.report).len()
+}
+
+/// `mount` with arguments, failing the test with its message.
+fn mount(args: &[&str]) {
+    let out = Command::new("mount")
+        .args(args)
+        .output()
+        .expect("run mount");
+    assert!(
+        out.status.success(),
+        "mount {args:?} failed: {} (these tests need root or CAP_SYS_ADMIN)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A mount that is undone when the test ends.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A broker of this test's own, on its own port, so it can be stopped without disturbing the
+/// other tests.
+struct OwnBroker {
+    port: u16,
+}
+
+impl OwnBroker {
+    fn fresh(offset: u16) -> Self {
+        let base: u16 = std::env::var("KAFKA_PORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(9092);
+        let b = OwnBroker {
+            port: base + offset,
+        };
+        b.script("reset");
+        b
+    }
+
+    fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn script(&self, what: &str) {
+        let out = Command::new(repo_root().join("scripts/kafka"))
+            .arg(what)
+            .env("KAFKA_PORT", self.port.to_string())
+            .env_remove("KAFKA_CONTROLLER_PORT")
+            .output()
+            .expect("run scripts/kafka");
+        assert!(
+            out.status.success(),
+            "scripts/kafka {what} on port {} failed:\n{}",
+            self.port,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A command that talks to this broker.
+    fn cmd(&self, mut cmd: Command) -> Command {
+        cmd.env("LANDFALL_BROKERS", self.brokers());
+        cmd
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.script("reset");
+    }
+}
+
+#[test]
+fn broker_down_at_start_and_killed_mid_run_loses_nothing() {
+    let mut ledger = Ledger::new("broker_restart");
+    let broker = OwnBroker::fresh(20);
+    broker.script("start");
+    let topic = unique_topic("bounce");
+    run_ok(broker.cmd(produce_cmd(&topic, 3, 40_000, 1, 0)));
+
+    // The broker is down when the consumer starts: it waits.
+    broker.script("stop");
+    ledger.faults += 1;
+    let d = dirs();
+    let group = format!("{topic}-g");
+    let mut cmd = broker.cmd(consume_cmd(&topic, &group, &d, false));
+    cmd.env("LANDFALL_IDLE_TIMEOUT_SECS", "3600")
+        .args(["--connect-timeout-secs", "120"]);
+    let log = log_stderr(&mut cmd, d.tmp.path(), "consumer");
+    let mut consumer = ChildGuard::spawn(cmd);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        consumer.child().try_wait().unwrap().is_none(),
+        "the consumer gave up while the broker was down:\n{}",
+        read_log(&log)
+    );
+    broker.script("start");
+    wait_until("windows to land", Duration::from_secs(60), || {
+        window_file_count(&d) >= 20
+    });
+
+    // A hard crash of the broker in the middle of the run.
+    broker.script("kill");
+    ledger.faults += 1;
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        consumer.child().try_wait().unwrap().is_none(),
+        "the consumer died with the broker:\n{}",
+        read_log(&log)
+    );
+    broker.script("start");
+    let before = window_file_count(&d);
+    run_ok(broker.cmd(produce_cmd(&topic, 3, 40_000, 2, sim_secs(40_000))));
+    wait_until(
+        "windows of the second batch to land after the restart",
+        Duration::from_secs(90),
+        || window_file_count(&d) >= before + 30,
+    );
+    send_signal(consumer.child(), libc::SIGTERM);
+    let status = wait_exit(consumer.child(), Duration::from_secs(30), "consumer");
+    consumer.0 = None;
+    assert!(
+        status.success(),
+        "consumer exit {status}:\n{}",
+        read_log(&log)
+    );
+
+    // Finish (the last windows close when the partitions go idle) and compare.
+    ledger.restarts += 1;
+    run_ok(broker.cmd(consume_cmd(&topic, &group, &d, true)));
+    let clean = dirs();
+    run_ok(broker.cmd(consume_cmd(&topic, &format!("{topic}-clean"), &clean, true)));
+    assert_same_output(&clean, &d);
+    let v = verify_dirs(
+        &broker.brokers(),
+        &topic,
+        Some(&group),
+        &d.report,
+        &d.rejects,
+    );
+    let v = assert_no_discrepancy(v, &mut ledger);
+    assert_eq!(v.int("pending_records"), 0);
+    ledger.book();
+}
+
+#[test]
+fn disk_full_stops_without_commit_and_resumes_once_space_is_freed() {
+    let mut ledger = Ledger::new("disk_full");
+    let topic = unique_topic("diskfull");
+    produce_golden(&topic, 100_000);
+    let d = dirs();
+    std::fs::create_dir_all(&d.report).unwrap();
+    mount(&[
+        "-t",
+        "tmpfs",
+        "-o",
+        "size=256k",
+        "tmpfs",
+        path_str(&d.report),
+    ]);
+    let _m = Mounted(d.report.clone());
+    let group = format!("{topic}-g");
+
+    let mut cmd = consume_cmd(&topic, &group, &d, true);
+    let log = log_stderr(&mut cmd, d.tmp.path(), "full");
+    let mut child = ChildGuard::spawn(cmd);
+    let status = wait_exit(
+        child.child(),
+        Duration::from_secs(60),
+        "consumer on a full disk",
+    );
+    child.0 = None;
+    let stderr = read_log(&log);
+    ledger.faults += 1;
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "expected a clean failure:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("No space left on device"),
+        "the error does not say the disk is full:\n{stderr}"
+    );
+    assert!(
+        window_file_count(&d) > 10,
+        "some windows landed before the disk filled"
+    );
+    // Nothing committed past the unwritten windows, and no debris left to keep the disk full.
+    let v = assert_no_discrepancy(verify(&topic, Some(&group), &d), &mut ledger);
+    assert!(v.int("pending_records") > 0, "{}", v.report);
+    let temps = std::fs::read_dir(&d.report)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .count();
+    assert_eq!(temps, 0, "temporary files left on the full disk");
+
+    mount(&["-o", "remount,size=64m", path_str(&d.report)]);
+    ledger.restarts += 1;
+    consume_to_end(&topic, &group, &d);
+    assert_same_output(&clean_run(&topic), &d);
+    assert_verified(&topic, Some(&group), &d, &mut ledger);
+    ledger.book();
+}
+
+#[test]
+fn read_only_output_fails_clearly_and_loses_nothing() {
+    let mut ledger = Ledger::new("output_read_only");
+    let topic = unique_topic("readonly");
+    produce_golden(&topic, 30_000);
+    let d = dirs();
+    std::fs::create_dir_all(&d.report).unwrap();
+    mount(&["--bind", path_str(&d.report), path_str(&d.report)]);
+    let m = Mounted(d.report.clone());
+    mount(&["-o", "remount,bind,ro", path_str(&d.report)]);
+    let group = format!("{topic}-g");
+
+    let mut cmd = consume_cmd(&topic, &group, &d, true);
+    let log = log_stderr(&mut cmd, d.tmp.path(), "ro");
+    let status = cmd.status().expect("spawn consumer");
+    let stderr = read_log(&log);
+    ledger.faults += 1;
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "expected a clean failure:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("Read-only file system") && stderr.contains(path_str(&d.report)),
+        "the error does not name the read-only directory:\n{stderr}"
+    );
+    let v = assert_no_discrepancy(verify(&topic, Some(&group), &d), &mut ledger);
+    assert!(v.int("pending_records") > 0);
+
+    drop(m);
+    ledger.restarts += 1;
+    consume_to_end(&topic, &group, &d);
+    assert_same_output(&clean_run(&topic), &d);
+    assert_verified(&topic, Some(&group), &d, &mut ledger);
+    ledger.book();
+}
+
+#[test]
+fn output_dir_removed_mid_run_is_an_error_not_a_fresh_start() {
+    let mut ledger = Ledger::new("output_removed");
+    let topic = unique_topic("removed");
+    produce_golden(&topic, 30_000);
+    let d = dirs();
+    let group = format!("{topic}-g");
+    let mut cmd = consume_cmd(&topic, &group, &d, false);
+    cmd.env("LANDFALL_IDLE_TIMEOUT_SECS", "3600");
+    let log = log_stderr(&mut cmd, d.tmp.path(), "removed");
+    let mut child = ChildGuard::spawn(cmd);
+    wait_until("windows to land", Duration::from_secs(60), || {
+        window_file_count(&d) >= 20
+    });
+    std::thread::sleep(Duration::from_secs(1));
+
+    let gone = d.tmp.path().join("report.moved-away");
+    std::fs::rename(&d.report, &gone).unwrap();
+    ledger.faults += 1;
+    run_ok(produce_cmd(&topic, 3, 30_000, 2, sim_secs(30_000)));
+    let status = wait_exit(child.child(), Duration::from_secs(60), "consumer");
+    child.0 = None;
+    let stderr = read_log(&log);
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "expected a clean failure:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("has disappeared"),
+        "unclear error:\n{stderr}"
+    );
+    assert!(
+        !d.report.exists(),
+        "the consumer recreated the report directory"
+    );
+    // Its commits never passed what landed in the directory it had.
+    let v = verify_dirs(&brokers(), &topic, Some(&group), &gone, &d.rejects);
+    assert_no_discrepancy(v, &mut ledger);
+
+    std::fs::rename(&gone, &d.report).unwrap();
+    ledger.restarts += 1;
+    consume_to_end(&topic, &group, &d);
+    assert_same_output(&clean_run(&topic), &d);
+    assert_verified(&topic, Some(&group), &d, &mut ledger);
+    ledger.book();
+}
+
+#[test]
+fn a_zombie_consumer_never_overwrites_or_loses() {
+    let mut ledger = Ledger::new("zombie");
+    let topic = unique_topic("zombie");
+    run_ok(produce_cmd(&topic, 4, 40_000, 1, 0));
+    let d = dirs();
+    let group = format!("{topic}-g");
+    let spawn = |instance: &str| {
+        let mut cmd = consume_cmd(&topic, &group, &d, false);
+        cmd.env("LANDFALL_INSTANCE_ID", instance)
+            .env("LANDFALL_IDLE_TIMEOUT_SECS", "3600");
+        let log = log_stderr(&mut cmd, d.tmp.path(), instance);
+        (ChildGuard::spawn(cmd), log)
+    };
+    let (mut a, a_log) = spawn("a");
+    wait_until("windows to land", Duration::from_secs(60), || {
+        window_file_count(&d) >= 20
+    });
+
+    // A stops answering for longer than the session timeout (10 s); B takes over.
+    send_signal(a.child(), libc::SIGSTOP);
+    let stopped = Instant::now();
+    ledger.faults += 1;
+    let landed_by_a = tree_bytes(&d.report);
+    let (mut b, b_log) = spawn("b");
+    run_ok(produce_cmd(&topic, 4, 40_000, 2, sim_secs(40_000)));
+    wait_until(
+        "B to take over and land windows",
+        Duration::from_secs(90),
+        || window_file_count(&d) >= landed_by_a.len() + 20,
+    );
+    while stopped.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    send_signal(a.child(), libc::SIGCONT);
+    run_ok(produce_cmd(&topic, 4, 40_000, 3, sim_secs(80_000)));
+    std::thread::sleep(Duration::from_secs(8));
+    for (c, log, name) in [(&mut a, &a_log, "A"), (&mut b, &b_log, "B")] {
+        send_signal(c.child(), libc::SIGTERM);
+        let status = wait_exit(c.child(), Duration::from_secs(30), name);
+        c.0 = None;
+        assert!(status.success(), "{name} exit {status}:\n{}", read_log(log));
+    }
+    // A really was a zombie: it found its partitions gone when it woke up.
+    let a_said = read_log(&a_log);
+    assert!(
+        a_said.contains("assignment lost") || a_said.contains("commit"),
+        "A did not notice it had lost its partitions:\n{a_said}"
+    );
+    // Nothing that had landed changed.
+    let now = tree_bytes(&d.report);
+    for (name, bytes) in &landed_by_a {
+        assert!(
+            now.get(name) == Some(bytes),
+            "{name:?} was changed or removed"
+        );
+    }
+
+    // Static members do not leave the group when they stop: their partitions wait for them
+    // for the session timeout. Let both sessions expire, so the last run gets every partition.
+    std::thread::sleep(Duration::from_secs(11));
+    ledger.restarts += 1;
+    let mut cmd = consume_cmd(&topic, &group, &d, true);
+    cmd.env("LANDFALL_INSTANCE_ID", "a");
+    run_ok(cmd);
+    assert_same_output(&clean_run(&topic), &d);
+    assert_verified(&topic, Some(&group), &d, &mut ledger);
+    ledger.book();
+}
+
+#[test]
+fn killed_and_hanging_producer_transactions_are_never_read() {
+    let mut ledger = Ledger::new("producer_faults");
+    let topic = unique_topic("prodfault");
+    let d = dirs();
+    let producer = |seed: u64, txn_id: &str, count: u64, offset_secs: i64| {
+        let mut cmd = produce_cmd(&topic, 3, count, seed, offset_secs);
+        cmd.env("LANDFALL_TRANSACTIONAL_ID", txn_id)
+            .env("LANDFALL_RATE", "20000")
+            .env("LANDFALL_TRANSACTION_TIMEOUT_MS", "10000");
+        log_stderr(&mut cmd, d.tmp.path(), &format!("producer-{seed}"));
+        cmd
+    };
+    // Killed mid-transaction; its transactional id comes back later and fences it.
+    let mut p1 = ChildGuard::spawn(producer(1, &format!("{topic}-x"), 1_000_000, 0));
+    std::thread::sleep(Duration::from_millis(1500));
+    p1.kill9();
+    // Killed inside one long transaction and never back: the transaction hangs until the
+    // broker aborts it at its timeout (10 s). Until then, read_committed readers stop at it.
+    let mut cmd = producer(2, &format!("{topic}-y"), 1_000_000, 0);
+    cmd.env("LANDFALL_TXN_SIZE", "1000000")
+        .env("LANDFALL_TXN_MAX_MS", "600000");
+    let mut p2 = ChildGuard::spawn(cmd);
+    std::thread::sleep(Duration::from_millis(1500));
+    p2.kill9();
+    let hang_started = Instant::now();
+    ledger.faults += 2;
+
+    // A streaming consumer, and records behind the hanging transaction, dated later.
+    let group = format!("{topic}-g");
+    let mut cmd = consume_cmd(&topic, &group, &d, false);
+    cmd.env("LANDFALL_IDLE_TIMEOUT_SECS", "3600");
+    let log = log_stderr(&mut cmd, d.tmp.path(), "consumer");
+    let mut consumer = ChildGuard::spawn(cmd);
+    let later = sim_secs(1_000_000);
+    run_ok(producer(3, &format!("{topic}-x"), 20_000, later));
+    let later_window = |d: &Dirs| {
+        read_windows(&d.report)
+            .values()
+            .flat_map(|cells| cells.keys())
+            .any(|(start_us, _)| *start_us >= (SIM_START_MS + (later + 120) * 1000) * 1000)
+    };
+    wait_until(
+        "the consumer to go on past the hanging transaction",
+        Duration::from_secs(90),
+        || later_window(&d),
+    );
+    assert!(
+        hang_started.elapsed() >= Duration::from_secs(9),
+        "records behind the hanging transaction were read before it was resolved"
+    );
+    send_signal(consumer.child(), libc::SIGTERM);
+    let status = wait_exit(consumer.child(), Duration::from_secs(30), "consumer");
+    consumer.0 = None;
+    assert!(
+        status.success(),
+        "consumer exit {status}:\n{}",
+        read_log(&log)
+    );
+
+    let committed = read_topic(&topic, "read_committed").len();
+    let everything = read_topic(&topic, "read_uncommitted").len();
+    assert!(everything > committed, "no aborted records in the log");
+    ledger.restarts += 1;
+    consume_to_end(&topic, &group, &d);
+    assert_same_output(&clean_run(&topic), &d);
+    let v = assert_verified(&topic, Some(&group), &d, &mut ledger);
+    assert_eq!(v.int("records") as usize, committed);
+    ledger.book();
+}

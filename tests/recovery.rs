@@ -1,0 +1,199 @@
+//! Crash and restart: the consumer dies at every step of the landing protocol (failpoints),
+//! and at random moments (kill -9, also during recovery, with the state store deleted or
+//! garbled now and then). Every run ends with `landfall verify` and a byte-for-byte comparison
+//! with a run that never crashed.
+//!
+//! Needs the `failpoints` feature (`scripts/test` enables it). `LANDFALL_SOAK=1` makes the
+//! random-kill run longer.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rand::{RngExt, SeedableRng};
+use support::harness::*;
+use support::output::*;
+use support::*;
+
+/// Every step of the protocol, in the order a landing reaches them.
+const FAILPOINTS: [&str; 8] = [
+    "after-temp-write",
+    "after-file-fsync",
+    "after-rename",
+    "after-dir-fsync",
+    "after-sled-batch",
+    "after-sled-flush",
+    "after-kafka-commit",
+    "during-recovery",
+];
+
+const HITS_PER_FAILPOINT: u64 = 3;
+
+#[test]
+fn every_failpoint_three_times_then_identical_output() {
+    let mut ledger = Ledger::new("failpoints");
+    let topic = unique_topic("failpoints");
+    let d = dirs();
+    let group = format!("{topic}-fp");
+    let mut hits = std::collections::BTreeMap::new();
+    let mut chunk = 0;
+    for fp in FAILPOINTS {
+        for k in 0..HITS_PER_FAILPOINT {
+            // New records before every run, so every run has windows to land and offsets to
+            // commit: it dies at the first one. No idle closes until the end, so the output
+            // stays a function of the log alone.
+            run_ok(produce_cmd(
+                &topic,
+                3,
+                3_000,
+                100 + chunk,
+                chunk as i64 * 150,
+            ));
+            chunk += 1;
+            let mut cmd = consume_cmd(&topic, &group, &d, true);
+            cmd.env("LANDFALL_FAILPOINT", format!("{fp}:1"))
+                .env("LANDFALL_IDLE_TIMEOUT_SECS", "3600")
+                .env("LANDFALL_CHECKPOINT_INTERVAL_MS", "20");
+            let log = log_stderr(&mut cmd, d.tmp.path(), &format!("{fp}-{k}"));
+            let mut child = ChildGuard::spawn(cmd);
+            let status = wait_exit(child.child(), Duration::from_secs(60), fp);
+            child.0 = None;
+            let stderr = read_log(&log);
+            assert_eq!(
+                killed_by(status),
+                Some(libc::SIGABRT),
+                "run {k} with failpoint {fp} did not die there (status {status}); is the binary \
+                 built with --features failpoints? stderr:\n{stderr}"
+            );
+            assert!(
+                stderr.contains(&format!("failpoint {fp} hit")),
+                "died elsewhere:\n{stderr}"
+            );
+            *hits.entry(fp).or_insert(0u64) += 1;
+            ledger.faults += 1;
+            ledger.kills += 1;
+            ledger.restarts += 1;
+            // Readers never see a temporary file, whatever step the crash was at.
+            assert!(parquet_files(&d.report).iter().all(|f| !f
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with('.')));
+        }
+    }
+    consume_to_end(&topic, &group, &d);
+    eprintln!("failpoint hits: {hits:?}");
+    assert!(hits.values().all(|n| *n >= HITS_PER_FAILPOINT));
+
+    let clean = dirs();
+    consume_to_end(&topic, &format!("{topic}-clean"), &clean);
+    assert_same_output(&clean, &d);
+    assert_verified(&topic, Some(&group), &d, &mut ledger);
+    ledger.book();
+}
+
+#[test]
+fn fifty_random_kills_with_state_loss_give_identical_output() {
+    let mut ledger = Ledger::new("random_kills");
+    let soak = std::env::var("LANDFALL_SOAK").is_ok_and(|v| v == "1");
+    let (events, kills_wanted) = if soak {
+        (2_500_000, 300)
+    } else {
+        (625_000, 50)
+    };
+    let topic = unique_topic("kills");
+    produce_golden(&topic, events);
+
+    let clean = dirs();
+    consume_to_end(&topic, &format!("{topic}-clean"), &clean);
+    assert!(tree_bytes(&clean.report).len() > 1000);
+
+    let d = dirs();
+    let group = format!("{topic}-kills");
+    let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(7);
+    let mut kills = 0;
+    let mut early_kills = 0;
+    let mut watcher_saw_temp = false;
+    let mut round = 0;
+    while kills < kills_wanted {
+        round += 1;
+        assert!(
+            round < kills_wanted * 3,
+            "runs keep finishing before the kill"
+        );
+        match round % 17 {
+            // State loss: the store only speeds up restarts.
+            5 => {
+                let _ = std::fs::remove_dir_all(&d.state);
+            }
+            11 => garble(&d.state),
+            _ => {}
+        }
+        let mut cmd = consume_cmd(&topic, &group, &d, true);
+        cmd.env("LANDFALL_CHECKPOINT_INTERVAL_MS", "100");
+        log_stderr(&mut cmd, d.tmp.path(), "kills");
+        let mut child = ChildGuard::spawn(cmd);
+        // One run in five is killed within 60 ms of its start: during recovery.
+        let wait = if round % 5 == 0 {
+            Duration::from_millis(rng.random_range(5..60))
+        } else {
+            Duration::from_millis(rng.random_range(100..700))
+        };
+        let t0 = Instant::now();
+        while t0.elapsed() < wait {
+            if child.child().try_wait().unwrap().is_some() {
+                break;
+            }
+            watcher_saw_temp |= parquet_files(&d.report)
+                .iter()
+                .any(|f| f.file_name().unwrap().to_string_lossy().starts_with('.'));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if child.child().try_wait().unwrap().is_none() {
+            child.kill9();
+            kills += 1;
+            if wait < Duration::from_millis(60) {
+                early_kills += 1;
+            }
+        }
+    }
+    ledger.kills = kills;
+    ledger.restarts = round;
+    ledger.faults = kills + 2 * (round / 17);
+    consume_to_end(&topic, &group, &d);
+    assert!(
+        !watcher_saw_temp,
+        "a **/*.parquet glob matched a temporary file"
+    );
+    assert!(early_kills >= 5, "only {early_kills} kills during start-up");
+    assert_same_output(&clean, &d);
+    assert_verified(&topic, Some(&group), &d, &mut ledger);
+    assert!(
+        ledger.events >= events * 4 / 5 - 5_000,
+        "{} committed events",
+        ledger.events
+    );
+    ledger.book();
+}
+
+/// Truncates and scribbles over the store's files.
+fn garble(state: &Path) {
+    let Ok(entries) = std::fs::read_dir(state) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_file() {
+            let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+            f.set_len(len / 3).unwrap();
+            drop(f);
+            let mut bytes = std::fs::read(&p).unwrap();
+            for b in bytes.iter_mut().step_by(7) {
+                *b ^= 0x5a;
+            }
+            std::fs::write(&p, bytes).unwrap();
+        }
+    }
+}
