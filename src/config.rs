@@ -458,3 +458,54 @@ pub fn verify_config(
     };
     p.finish(cfg)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn verify_args(extra: &[&str]) -> VerifyArgs {
+        let mut argv = vec!["landfall", "verify"];
+        argv.extend_from_slice(extra);
+        match crate::cli::Cli::parse_from(argv).command {
+            crate::cli::Command::Verify(a) => a,
+            other => panic!("parsed {other:?}"),
+        }
+    }
+
+    #[test]
+    fn verify_takes_window_settings_from_the_group_and_refuses_others() {
+        let sig = "w30000-l10000-f5000";
+        let cfg = verify_config(&verify_args(&[]), Some(sig)).unwrap();
+        assert_eq!(cfg.window.size_ms, 30_000);
+        assert_eq!(cfg.window.lateness_ms, 10_000);
+        assert_eq!(cfg.max_future_skew_ms, 5_000);
+
+        let defaults = verify_config(&verify_args(&[]), None).unwrap();
+        assert_eq!(defaults.window.size_ms, 60_000);
+        assert_eq!(defaults.max_future_skew_ms, 300_000);
+
+        let err = verify_config(
+            &verify_args(&["--window-secs", "60", "--until", "0:5,x"]),
+            Some(sig),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("--window-secs") && text.contains("30 s"),
+            "{text}"
+        );
+        assert!(text.contains("--until") && text.contains("x"), "{text}");
+
+        let until = verify_config(&verify_args(&["--until", "0:5,2:7"]), None).unwrap();
+        assert_eq!(until.until, [(0, 5), (2, 7)].into_iter().collect());
+    }
+
+    #[test]
+    fn signatures_round_trip() {
+        let (w, f) = parse_signature("w60000-l0-f300000").unwrap();
+        assert_eq!((w.size_ms, w.lateness_ms, f), (60_000, 0, 300_000));
+        assert!(parse_signature("w60000-l0").is_none());
+        assert!(parse_signature("garbage").is_none());
+    }
+}

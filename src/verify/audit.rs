@@ -1,154 +1,17 @@
-//! `landfall verify`: an audit of the landed output against the log, independent of the state
-//! store and of the consumer that wrote it.
-//!
-//! It reads every partition with read_committed from the beginning up to its end (or given
-//! offsets) and replays the window rules over it, using only the files' footers as evidence of
-//! when windows closed. Then it checks I1 and I2: every committed record is in exactly one
-//! window file (counts, sums, minima and maxima per window and campaign must match) or exactly
-//! once in the rejects; no two files cover one (window, partition); no file or reject exists
-//! that the log does not explain. Records not landed yet (open windows, buffered rejects) are
-//! reported as pending; with `--group`, pending records below the group's committed offset are
-//! discrepancies (I4).
+//! The replay behind `verify`: the files' claims, loaded first, then each committed record
+//! checked against them in offset order, then every window's expected aggregates compared with
+//! its file.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
+use super::{Discrepancy, VerifyConfig, VerifyError, VerifyReport};
 use crate::decode::decode;
 use crate::event::format_timestamp;
-use crate::kafka::{committed_offsets, scan, KafkaSettings, ScanError};
-use crate::readback::{parquet_files, read_reject_file, read_window_file, ReadError};
+use crate::readback::{parquet_files, read_reject_file, read_window_file};
 use crate::sink::window_file_name;
-use crate::window::{Agg, WindowConfig};
-
-#[derive(Debug, Clone)]
-pub struct VerifyConfig {
-    pub kafka: KafkaSettings,
-    pub report_dir: PathBuf,
-    pub rejects_dir: PathBuf,
-    pub window: WindowConfig,
-    pub max_future_skew_ms: i64,
-    /// The consumer group whose committed offsets must not pass unlanded records.
-    pub group: Option<String>,
-    /// Per partition, audit records below this offset only (default: the end of the log).
-    pub until: BTreeMap<i32, i64>,
-    pub timeout: Duration,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum VerifyError {
-    #[error(transparent)]
-    Scan(#[from] ScanError),
-    #[error(transparent)]
-    Read(#[from] ReadError),
-}
-
-/// One thing that is wrong with the output.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Discrepancy {
-    pub kind: &'static str,
-    pub partition: i32,
-    /// Start of the window concerned, if any (UTC).
-    pub window: Option<String>,
-    /// First and last offset concerned.
-    pub offsets: Option<(i64, i64)>,
-    pub path: Option<PathBuf>,
-    pub detail: String,
-}
-
-/// What the audit found.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct VerifyReport {
-    pub topic: String,
-    /// The end offset (exclusive) audited in each partition.
-    pub ends: BTreeMap<i32, i64>,
-    /// The group's committed offsets, when a group was given.
-    pub committed: BTreeMap<i32, i64>,
-    pub records: u64,
-    pub counted: u64,
-    pub rejected: u64,
-    pub window_files: u64,
-    pub reject_files: u64,
-    /// Records not landed yet: in open windows or buffered rejects, at or past the commit.
-    pub pending_records: u64,
-    /// Files about records past the audited end, left out.
-    pub files_past_end: u64,
-    /// Window files of other topics in the same directory, left out.
-    pub other_topic_files: u64,
-    pub discrepancies: Vec<Discrepancy>,
-    pub elapsed_ms: u64,
-}
-
-impl VerifyReport {
-    pub fn clean(&self) -> bool {
-        self.discrepancies.is_empty()
-    }
-
-    /// The human-readable report; at most `max_listed` discrepancies of each kind are listed.
-    pub fn render(&self, max_listed: usize) -> String {
-        let mut s = String::new();
-        let ends: Vec<String> = self.ends.iter().map(|(p, e)| format!("{p}:{e}")).collect();
-        let _ = writeln!(
-            s,
-            "verify {}: {} read_committed records up to offsets {} in {:.1} s",
-            self.topic,
-            self.records,
-            ends.join(","),
-            self.elapsed_ms as f64 / 1000.0
-        );
-        let _ = writeln!(
-            s,
-            "  counted in windows: {} records in {} window files",
-            self.counted, self.window_files
-        );
-        let _ = writeln!(
-            s,
-            "  rejected:           {} records in {} reject files",
-            self.rejected, self.reject_files
-        );
-        let _ = writeln!(
-            s,
-            "  pending:            {} records not landed yet (open windows or buffered rejects)",
-            self.pending_records
-        );
-        if self.files_past_end + self.other_topic_files > 0 {
-            let _ = writeln!(
-                s,
-                "  left out:           {} files past the audited end, {} files of other topics",
-                self.files_past_end, self.other_topic_files
-            );
-        }
-        let mut by_kind: BTreeMap<&str, Vec<&Discrepancy>> = BTreeMap::new();
-        for d in &self.discrepancies {
-            by_kind.entry(d.kind).or_default().push(d);
-        }
-        let _ = writeln!(s, "  discrepancies:      {}", self.discrepancies.len());
-        for (kind, list) in by_kind {
-            let _ = writeln!(s, "  {kind}: {}", list.len());
-            for d in list.iter().take(max_listed) {
-                let _ = write!(s, "    partition {}", d.partition);
-                if let Some(w) = &d.window {
-                    let _ = write!(s, " window {w}");
-                }
-                if let Some((a, b)) = d.offsets {
-                    let _ = write!(s, " offsets {a}..={b}");
-                }
-                if let Some(p) = &d.path {
-                    let _ = write!(s, " file {}", p.display());
-                }
-                let _ = writeln!(s, ": {}", d.detail);
-            }
-            if list.len() > max_listed {
-                let _ = writeln!(s, "    ... and {} more", list.len() - max_listed);
-            }
-        }
-        s
-    }
-}
+use crate::window::Agg;
 
 /// A window file as its footer describes it.
 #[derive(Debug, Clone)]
@@ -178,11 +41,11 @@ struct Expected {
 
 /// One partition's replay.
 #[derive(Debug, Default)]
-struct PartitionAudit {
+pub(super) struct PartitionAudit {
     /// Window files by window start (more than one is a discrepancy).
     files: BTreeMap<i64, Vec<WindowClaim>>,
     /// (close offset, window end, closed by idle), sorted: evidence of the watermark.
-    closes: Vec<(i64, i64, bool)>,
+    pub(super) closes: Vec<(i64, i64, bool)>,
     next_close: usize,
     rejects: BTreeMap<i64, Vec<RejectClaim>>,
     /// Highest close offset of any file: every reject below it has been cut and landed.
@@ -191,8 +54,8 @@ struct PartitionAudit {
     file_watermark_ms: Option<i64>,
     idle_seen: bool,
     expected: BTreeMap<i64, Expected>,
-    end: i64,
-    committed: Option<i64>,
+    pub(super) end: i64,
+    pub(super) committed: Option<i64>,
 }
 
 fn record_hash(key: Option<&[u8]>, value: Option<&[u8]>) -> u64 {
@@ -202,13 +65,24 @@ fn record_hash(key: Option<&[u8]>, value: Option<&[u8]>) -> u64 {
     h.finish()
 }
 
-struct Audit<'a> {
+pub(super) struct Audit<'a> {
     cfg: &'a VerifyConfig,
-    parts: BTreeMap<i32, PartitionAudit>,
-    report: VerifyReport,
+    pub(super) parts: BTreeMap<i32, PartitionAudit>,
+    pub(super) report: VerifyReport,
 }
 
-impl Audit<'_> {
+impl<'a> Audit<'a> {
+    pub(super) fn new(cfg: &'a VerifyConfig) -> Self {
+        Audit {
+            cfg,
+            parts: BTreeMap::new(),
+            report: VerifyReport {
+                topic: cfg.kafka.topic.clone(),
+                ..Default::default()
+            },
+        }
+    }
+
     fn flag(
         &mut self,
         kind: &'static str,
@@ -228,7 +102,7 @@ impl Audit<'_> {
         });
     }
 
-    fn load_windows(&mut self) -> Result<(), VerifyError> {
+    pub(super) fn load_windows(&mut self) -> Result<(), VerifyError> {
         let topic = self.cfg.kafka.topic.clone();
         for path in parquet_files(&self.cfg.report_dir)? {
             let file = read_window_file(&path)?;
@@ -313,7 +187,7 @@ impl Audit<'_> {
         Ok(())
     }
 
-    fn load_rejects(&mut self) -> Result<(), VerifyError> {
+    pub(super) fn load_rejects(&mut self) -> Result<(), VerifyError> {
         if !self.cfg.rejects_dir.is_dir() {
             return Ok(());
         }
@@ -346,7 +220,7 @@ impl Audit<'_> {
     }
 
     /// One committed record, in offset order within its partition.
-    fn on_record(&mut self, r: crate::kafka::Scanned<'_>) {
+    pub(super) fn on_record(&mut self, r: crate::kafka::Scanned<'_>) {
         self.report.records += 1;
         let cfg = self.cfg.window;
         let (p, o) = (r.partition, r.offset);
@@ -489,7 +363,7 @@ impl Audit<'_> {
     }
 
     /// After the scan: compare what each window should hold with its file.
-    fn settle(&mut self) {
+    pub(super) fn settle(&mut self) {
         let cfg = self.cfg.window;
         let parts = std::mem::take(&mut self.parts);
         for (p, mut part) in parts {
@@ -609,43 +483,4 @@ impl Audit<'_> {
             }
         }
     }
-}
-
-/// Audits the output; see the module documentation.
-pub fn verify(cfg: &VerifyConfig) -> Result<VerifyReport, VerifyError> {
-    let started = Instant::now();
-    let mut audit = Audit {
-        cfg,
-        parts: BTreeMap::new(),
-        report: VerifyReport {
-            topic: cfg.kafka.topic.clone(),
-            ..Default::default()
-        },
-    };
-    // The order makes a live consumer safe to audit: commits are read before the files they
-    // rely on, and files before the log end they cannot pass.
-    if let Some(group) = &cfg.group {
-        let committed = committed_offsets(&cfg.kafka, group)?;
-        for (p, c) in committed {
-            // A partition the group never committed: nothing in it has to have landed yet.
-            let o = c.map_or(0, |(o, _)| o);
-            audit.report.committed.insert(p, o);
-            audit.parts.entry(p).or_default().committed = Some(o);
-        }
-    }
-    audit.load_windows()?;
-    audit.load_rejects()?;
-    for part in audit.parts.values_mut() {
-        part.closes.sort_unstable();
-    }
-    let ends = scan(&cfg.kafka, true, &cfg.until, cfg.timeout, |r| {
-        audit.on_record(r)
-    })?;
-    for (p, end) in &ends {
-        audit.parts.entry(*p).or_default().end = *end;
-    }
-    audit.report.ends = ends;
-    audit.settle();
-    audit.report.elapsed_ms = started.elapsed().as_millis() as u64;
-    Ok(audit.report)
 }
