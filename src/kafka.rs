@@ -21,15 +21,26 @@ impl ClientContext for QuietEof {
     }
 }
 
-/// Logs a librdkafka client error, except end-of-partition, which readers expect.
+/// Logs a librdkafka client error, except end-of-partition, which readers expect. The same
+/// error again within 10 s is not repeated (a broker that is down reports itself constantly).
 pub fn log_client_error(error: KafkaError, reason: &str) {
+    static LAST: std::sync::Mutex<Option<(String, Instant)>> = std::sync::Mutex::new(None);
     let eof = matches!(
         error,
         KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
     );
-    if !eof {
-        warn!(error = %error, reason, "librdkafka error");
+    if eof {
+        return;
     }
+    let text = error.to_string();
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((t, at)) = last.as_ref() {
+        if *t == text && at.elapsed() < Duration::from_secs(10) {
+            return;
+        }
+    }
+    warn!(error = %text, reason, "librdkafka error");
+    *last = Some((text, Instant::now()));
 }
 
 impl rdkafka::consumer::ConsumerContext for QuietEof {}

@@ -31,6 +31,11 @@ pub enum ConsumeError {
     Pipeline(#[from] PipelineError),
     #[error("Kafka consumer: {0}")]
     Kafka(#[from] KafkaError),
+    #[error(
+        "the Kafka client failed for good: {0}. If another consumer uses the same \
+         --instance-id, give each instance its own"
+    )]
+    KafkaFatal(String),
     #[error("output directory {path}: {source}")]
     Output {
         path: std::path::PathBuf,
@@ -222,6 +227,37 @@ pub fn run(
     shutdown: &CancellationToken,
 ) -> Result<ConsumeSummary, ConsumeError> {
     let started = Instant::now();
+    let mut restarts = 0;
+    loop {
+        let session_started = Instant::now();
+        match session(&cfg, shutdown, started) {
+            // librdkafka gives up on a client for good after some errors; a static member
+            // fenced by its own instance id after a broker restart is the common one. Files
+            // and commits are durable, so a new client resumes from the last commit.
+            Err(ConsumeError::KafkaFatal(reason)) if restarts < MAX_CLIENT_RESTARTS => {
+                if session_started.elapsed() > Duration::from_secs(600) {
+                    restarts = 0;
+                }
+                restarts += 1;
+                warn!(%reason, restarts, "the Kafka client failed for good; starting a new one from the last commit");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How many times in a row `run` replaces a Kafka client that failed for good. More than
+/// that usually means two instances share one `--instance-id`.
+const MAX_CLIENT_RESTARTS: u32 = 5;
+
+/// One Kafka client's life: recovery, the poll loop, the final commit.
+fn session(
+    cfg: &ConsumeConfig,
+    shutdown: &CancellationToken,
+    started: Instant,
+) -> Result<ConsumeSummary, ConsumeError> {
+    let cfg = cfg.clone();
     let table = Arc::new(CampaignTable::load(&cfg.campaigns)?);
     info!(path = %cfg.campaigns.display(), campaigns = table.len(), sha256 = %table.checksum, "campaign table loaded");
     for dir in [&cfg.output_dir, &cfg.rejects_dir] {
@@ -266,6 +302,7 @@ pub fn run(
     consumer.subscribe(&[&topic])?;
     info!(topic = %topic, group = %cfg.group, "consuming");
 
+    let mut noisy = RepeatedWarning::default();
     let mut stopped_by_signal = false;
     let mut last_tick = Instant::now();
     // Partitions that reported their end but may still have a transaction's records to come.
@@ -316,7 +353,10 @@ pub fn run(
                     ))
                     .into());
                 }
-                warn!(error = %e, "consumer error; continuing");
+                if let Some((_, reason)) = consumer.client().fatal_error() {
+                    return Err(ConsumeError::KafkaFatal(reason));
+                }
+                noisy.warn(&e);
             }
         }
         let now = Instant::now();
@@ -354,4 +394,28 @@ pub fn run(
         elapsed: started.elapsed(),
         stopped_by_signal,
     })
+}
+
+/// Logs a consumer error once, then the same error again at most every 10 s (a broker that
+/// is down reports itself on every poll).
+#[derive(Default)]
+struct RepeatedWarning {
+    last: Option<(String, Instant)>,
+    suppressed: u64,
+}
+
+impl RepeatedWarning {
+    fn warn(&mut self, e: &KafkaError) {
+        let text = e.to_string();
+        match &self.last {
+            Some((t, at)) if *t == text && at.elapsed() < Duration::from_secs(10) => {
+                self.suppressed += 1;
+            }
+            _ => {
+                warn!(error = %text, repeated = self.suppressed, "consumer error; continuing");
+                self.last = Some((text, Instant::now()));
+                self.suppressed = 0;
+            }
+        }
+    }
 }

@@ -120,6 +120,7 @@ fn broker_down_at_start_and_killed_mid_run_loses_nothing() {
     let mut cmd = broker.cmd(consume_cmd(&topic, &group, &d, false));
     cmd.env("LANDFALL_IDLE_TIMEOUT_SECS", "3600")
         .args(["--connect-timeout-secs", "120"]);
+    cmd.env("LANDFALL_LOG", "info");
     let log = log_stderr(&mut cmd, d.tmp.path(), "consumer");
     let mut consumer = ChildGuard::spawn(cmd);
     std::thread::sleep(Duration::from_secs(3));
@@ -145,11 +146,25 @@ fn broker_down_at_start_and_killed_mid_run_loses_nothing() {
     broker.script("start");
     let before = window_file_count(&d);
     run_ok(broker.cmd(produce_cmd(&topic, 3, 40_000, 2, sim_secs(40_000))));
-    wait_until(
-        "windows of the second batch to land after the restart",
-        Duration::from_secs(90),
-        || window_file_count(&d) >= before + 30,
-    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while window_file_count(&d) < before + 30 {
+        let tail = || {
+            let l = read_log(&log);
+            let lines: Vec<&str> = l.lines().collect();
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        };
+        if let Some(s) = consumer.child().try_wait().unwrap() {
+            panic!("the consumer exited ({s}):\n{}", tail());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no windows of the second batch within 90 s of the restart ({} files, {before} \
+             before); consumer log:\n{}",
+            window_file_count(&d),
+            tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     send_signal(consumer.child(), libc::SIGTERM);
     let status = wait_exit(consumer.child(), Duration::from_secs(30), "consumer");
     consumer.0 = None;
@@ -393,6 +408,21 @@ fn a_zombie_consumer_never_overwrites_or_loses() {
     ledger.book();
 }
 
+/// The sum of the topic's high watermarks: everything written, committed or not.
+fn log_end(topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    (0..3)
+        .map(|p| {
+            c.fetch_watermarks(topic, p, Duration::from_secs(10))
+                .map_or(0, |(_, high)| high)
+        })
+        .sum()
+}
+
 #[test]
 fn killed_and_hanging_producer_transactions_are_never_read() {
     let mut ledger = Ledger::new("producer_faults");
@@ -411,14 +441,20 @@ fn killed_and_hanging_producer_transactions_are_never_read() {
     std::thread::sleep(Duration::from_millis(1500));
     p1.kill9();
     // Killed inside one long transaction and never back: the transaction hangs until the
-    // broker aborts it at its timeout (10 s). Until then, read_committed readers stop at it.
+    // broker aborts it at its timeout (10 s after it began, so after this spawn). Until then,
+    // read_committed readers stop at it.
     let mut cmd = producer(2, &format!("{topic}-y"), 1_000_000, 0);
     cmd.env("LANDFALL_TXN_SIZE", "1000000")
         .env("LANDFALL_TXN_MAX_MS", "600000");
-    let mut p2 = ChildGuard::spawn(cmd);
-    std::thread::sleep(Duration::from_millis(1500));
-    p2.kill9();
+    let written = log_end(&topic);
     let hang_started = Instant::now();
+    let mut p2 = ChildGuard::spawn(cmd);
+    wait_until(
+        "the second producer to write into its transaction",
+        Duration::from_secs(60),
+        || log_end(&topic) >= written + 5_000,
+    );
+    p2.kill9();
     ledger.faults += 2;
 
     // A streaming consumer, and records behind the hanging transaction, dated later.
@@ -441,8 +477,9 @@ fn killed_and_hanging_producer_transactions_are_never_read() {
         || later_window(&d),
     );
     assert!(
-        hang_started.elapsed() >= Duration::from_secs(9),
-        "records behind the hanging transaction were read before it was resolved"
+        hang_started.elapsed() >= Duration::from_secs(10),
+        "records behind the hanging transaction were read after {:?}, before its timeout",
+        hang_started.elapsed()
     );
     send_signal(consumer.child(), libc::SIGTERM);
     let status = wait_exit(consumer.child(), Duration::from_secs(30), "consumer");
