@@ -144,6 +144,7 @@ fn load_config(
         transactional_id: format!("landfall-bench-{}-{run_id}", topic.topic),
         transaction_timeout: Duration::from_secs(60),
         progress_interval: Duration::from_secs(3600),
+        http_addr: None,
     }
 }
 

@@ -216,6 +216,10 @@ pub struct ProduceArgs {
     )]
     pub transaction_timeout_ms: u64,
 
+    /// Serve /metrics, /healthz and /readyz on this address, e.g. 0.0.0.0:9465 [default: off]
+    #[arg(long, env = "LANDFALL_HTTP_ADDR", value_name = "HOST:PORT")]
+    pub http_addr: Option<String>,
+
     /// How often progress is logged, in seconds.
     #[arg(
         long,
@@ -309,6 +313,10 @@ pub struct ConsumeArgs {
     /// committed (batch mode, for tests, benchmarks and the demo).
     #[arg(long, env = "LANDFALL_EXIT_ON_IDLE")]
     pub exit_on_idle: bool,
+
+    /// Serve /metrics, /healthz and /readyz on this address, e.g. 0.0.0.0:9464 [default: off]
+    #[arg(long, env = "LANDFALL_HTTP_ADDR", value_name = "HOST:PORT")]
+    pub http_addr: Option<String>,
 
     /// BENCHMARK ONLY: no fsync, no state flush, no Kafka commits. Not exactly-once.
     #[arg(long, hide = true, env = "LANDFALL_UNSAFE_NO_DURABILITY")]

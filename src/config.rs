@@ -58,6 +58,23 @@ impl Problems {
     }
 }
 
+/// `--http-addr`: an address to listen on, or nothing.
+fn http_addr(value: &Option<String>, problems: &mut Problems) -> Option<std::net::SocketAddr> {
+    let v = value.as_deref().map(str::trim).filter(|v| !v.is_empty())?;
+    match v.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            problems.push(
+                "--http-addr",
+                "LANDFALL_HTTP_ADDR",
+                v,
+                "expected HOST:PORT with a numeric host, e.g. 0.0.0.0:9464 or 127.0.0.1:9464",
+            );
+            None
+        }
+    }
+}
+
 /// Reads the first of several environment variables that is set and not empty.
 fn env_first(names: &[&str]) -> Option<String> {
     names
@@ -273,6 +290,7 @@ pub fn produce_config(
         transactional_id: args.transactional_id.clone(),
         transaction_timeout: Duration::from_millis(args.transaction_timeout_ms),
         progress_interval: Duration::from_secs(args.progress_interval_secs.max(1)),
+        http_addr: http_addr(&args.http_addr, &mut p),
     };
     p.finish((cfg, topic))
 }
@@ -361,6 +379,7 @@ pub fn consume_config(args: &ConsumeArgs) -> Result<ConsumeConfig, ConfigError> 
         checkpoint_interval: Duration::from_millis(args.checkpoint_interval_ms.max(1) as u64),
         exit_on_idle: args.exit_on_idle,
         unsafe_no_durability: args.unsafe_no_durability,
+        http_addr: http_addr(&args.http_addr, &mut p),
     };
     p.finish(cfg)
 }

@@ -120,6 +120,11 @@ impl CampaignTable {
         self.by_id.len()
     }
 
+    /// Every campaign, by id.
+    pub fn iter(&self) -> impl Iterator<Item = (i64, &Campaign)> {
+        self.by_id.iter().map(|(id, c)| (*id, c))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
     }

@@ -14,7 +14,7 @@
 //!
 //! `cli` and `config` turn flags and environment variables into validated settings; `kafka`
 //! holds the client plumbing every role shares; `shutdown` turns signals into a cancellation
-//! token; `bench` measures the pipeline against bare librdkafka; `readback` reads landed files
+//! token; `metrics` serves /metrics, /healthz and /readyz; `bench` measures the pipeline against bare librdkafka; `readback` reads landed files
 //! back, for `windows` (the query side) and `verify` (the audit of output against the log).
 
 pub mod bench;
@@ -26,6 +26,7 @@ pub mod event;
 pub mod failpoint;
 pub mod generator;
 pub mod kafka;
+pub mod metrics;
 pub mod peek;
 pub mod pipeline;
 pub mod producer;

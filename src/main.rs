@@ -9,7 +9,7 @@ use tracing::info;
 use tracing_subscriber::EnvFilter;
 
 use landfall::cli::{BenchCommand, Cli, Command, LogFormat, ReportFormat};
-use landfall::{bench, config, kafka, peek, producer, shutdown, source, verify, windows};
+use landfall::{bench, config, kafka, metrics, peek, producer, shutdown, source, verify, windows};
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("LANDFALL_LOG")
@@ -72,6 +72,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             if let Some(t) = topic {
                 kafka::create_topic(&cfg.kafka, t.partitions, t.replication).await?;
             }
+            if let Some(addr) = cfg.http_addr {
+                metrics::serve(addr, &metrics::producer().process, stop.clone()).await?;
+            }
             let seed = cfg.generator.seed;
             let summary = tokio::task::spawn_blocking(move || producer::run(&cfg, &stop))
                 .await
@@ -92,6 +95,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Consume(args) => {
             let cfg = config::consume_config(&args)?;
             let stop = shutdown::install().context("installing signal handlers")?;
+            if let Some(addr) = cfg.http_addr {
+                metrics::serve(addr, &metrics::consumer().process, stop.clone()).await?;
+            }
             let (out, rejects) = (cfg.output_dir.clone(), cfg.rejects_dir.clone());
             let summary = tokio::task::spawn_blocking(move || source::run(cfg, &stop))
                 .await

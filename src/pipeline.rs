@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 use crate::decode::{decode, RejectReason};
 use crate::enrich::CampaignTable;
 use crate::kafka::KafkaSettings;
+use crate::metrics::{self, PartitionMetrics};
 use crate::sink::{Landed, RejectRecord, Sink, SinkError};
 use crate::state::{CommitPoint, PartitionCheckpoint, RejectBuffer, StateError, StateStore};
 use crate::window::{ClosedWindow, PartitionWindows, Placement, WindowConfig};
@@ -33,6 +34,8 @@ pub struct ConsumeConfig {
     pub exit_on_idle: bool,
     /// Benchmark only: no fsync, no sled flush, no Kafka commits.
     pub unsafe_no_durability: bool,
+    /// Where /metrics, /healthz and /readyz are served, if anywhere.
+    pub http_addr: Option<std::net::SocketAddr>,
 }
 
 impl ConsumeConfig {
@@ -100,11 +103,18 @@ pub struct PartitionState {
     pub caught_up_since: Option<Instant>,
     /// The watermark was advanced by the wall clock while idle.
     pub idle_closed: bool,
+    pub metrics: PartitionMetrics,
 }
 
 impl PartitionState {
-    pub fn fresh(window: WindowConfig, commit: Option<CommitPoint>, position: i64) -> Self {
+    pub fn fresh(
+        partition: i32,
+        window: WindowConfig,
+        commit: Option<CommitPoint>,
+        position: i64,
+    ) -> Self {
         PartitionState {
+            metrics: metrics::consumer().partition(partition),
             windows: PartitionWindows::new(window, commit.map(|c| c.progress).unwrap_or_default()),
             rejects: RejectBuffer::default(),
             position,
@@ -114,8 +124,9 @@ impl PartitionState {
         }
     }
 
-    pub fn from_checkpoint(cp: PartitionCheckpoint) -> Self {
+    pub fn from_checkpoint(partition: i32, cp: PartitionCheckpoint) -> Self {
         PartitionState {
+            metrics: metrics::consumer().partition(partition),
             windows: cp.windows,
             rejects: cp.rejects,
             position: cp.position,
@@ -243,7 +254,7 @@ impl Pipeline {
                     committed = commit.offset,
                     "resuming from the state store"
                 );
-                return Ok(PartitionState::from_checkpoint(cp));
+                return Ok(PartitionState::from_checkpoint(partition, cp));
             }
             info!(
                 partition,
@@ -259,14 +270,19 @@ impl Pipeline {
                     offset = c.offset,
                     "rebuilding from the committed offset"
                 );
-                Ok(PartitionState::fresh(self.cfg.window, Some(c), c.offset))
+                Ok(PartitionState::fresh(
+                    partition,
+                    self.cfg.window,
+                    Some(c),
+                    c.offset,
+                ))
             }
             None => {
                 info!(
                     partition,
                     "no committed offset for this group; starting from the beginning of the log"
                 );
-                Ok(PartitionState::fresh(self.cfg.window, None, -1))
+                Ok(PartitionState::fresh(partition, self.cfg.window, None, -1))
             }
         }
     }
@@ -314,6 +330,8 @@ impl Pipeline {
         match decode(r.value, r.timestamp_ms, self.cfg.max_future_skew_ms) {
             Err(e) => {
                 *self.totals.rejects.entry(e.reason.as_str()).or_default() += 1;
+                st.metrics.invalid.inc();
+                metrics::consumer().invalid(e.reason);
                 st.rejects.push(
                     reject(e.reason, e.detail, e.event_ms, None),
                     progress_before,
@@ -330,7 +348,9 @@ impl Pipeline {
                 match placement {
                     Placement::Counted { .. } => {
                         self.totals.counted += 1;
+                        st.metrics.windowed.inc();
                         if self.table.get(ev.campaign_id).is_none() {
+                            st.metrics.unknown_campaign.inc();
                             self.totals.unknown_campaign += 1;
                         }
                     }
@@ -343,6 +363,10 @@ impl Pipeline {
                             .rejects
                             .entry(RejectReason::Late.as_str())
                             .or_default() += 1;
+                        st.metrics.late.inc();
+                        metrics::consumer()
+                            .lateness
+                            .observe(lateness_ms as f64 / 1000.0);
                         let detail = format!(
                             "window starting {} had closed; watermark {} ms past its end",
                             crate::event::format_timestamp(window_start_ms),
@@ -363,24 +387,36 @@ impl Pipeline {
         }
         st.position = r.offset + 1;
         if !closed.is_empty() {
-            self.land(r.partition, closed, r.offset + 1)?;
+            self.land(r.partition, closed, r.offset + 1, Instant::now())?;
         }
         Ok(())
     }
 
     /// Lands closed windows, then the rejects cut at the same offset.
+    /// `closed_at` is when the watermark closed them: the landing delay is measured from it.
     fn land(
         &mut self,
         partition: i32,
         closed: Vec<ClosedWindow>,
         close_offset: i64,
+        closed_at: Instant,
     ) -> Result<(), PipelineError> {
+        let m = metrics::consumer();
         for w in &closed {
             match self.sink.land_window(partition, w)? {
                 Landed::Written { path, bytes, rows } => {
                     self.totals.windows_landed += 1;
                     self.totals.rows_written += rows;
                     self.totals.bytes_written += bytes;
+                    m.land_delay.observe(closed_at.elapsed().as_secs_f64());
+                    m.rows_written.with_label_values(&["window"]).inc_by(rows);
+                    m.bytes_written.with_label_values(&["window"]).inc_by(bytes);
+                    if let Some(st) = self.parts.get(&partition) {
+                        st.metrics.windows_landed.inc();
+                    }
+                    for (campaign, agg) in &w.by_campaign {
+                        m.campaign_landed(self.table.get(*campaign), *campaign, agg);
+                    }
                     debug!(partition, window = %crate::event::format_timestamp(w.start_ms), path = %path.display(), "window landed");
                 }
                 Landed::AlreadyThere { path } => {
@@ -394,11 +430,16 @@ impl Pipeline {
         };
         if !st.rejects.items.is_empty() {
             let cut = st.rejects.take();
-            if let Landed::Written { bytes, .. } =
+            if let Landed::Written { bytes, rows, .. } =
                 self.sink.land_rejects(partition, close_offset, &cut)?
             {
                 self.totals.reject_files_landed += 1;
                 self.totals.bytes_written += bytes;
+                st.metrics.reject_files.inc();
+                m.rows_written.with_label_values(&["rejects"]).inc_by(rows);
+                m.bytes_written
+                    .with_label_values(&["rejects"])
+                    .inc_by(bytes);
             }
         }
         Ok(())
@@ -452,7 +493,7 @@ impl Pipeline {
                 );
                 landed += closed.len();
                 self.dirty = true;
-                self.land(p, closed, position)?;
+                self.land(p, closed, position, now)?;
             }
         }
         Ok(landed)
@@ -494,8 +535,10 @@ impl Pipeline {
             return Ok(Vec::new());
         }
         if !self.cfg.unsafe_no_durability {
+            let timer = metrics::consumer().checkpoint.start_timer();
             self.store
                 .checkpoint(&self.cfg.kafka.topic, chosen.iter().map(|(p, cp)| (*p, cp)))?;
+            timer.observe_duration();
         }
         Ok(chosen.into_iter().map(|(p, cp)| (p, cp.commit)).collect())
     }
@@ -510,6 +553,18 @@ impl Pipeline {
         warn!(error = %e, failing_for_secs = since.elapsed().as_secs(), "offset commit failed; retrying at the next checkpoint");
         self.dirty = true;
         Ok(())
+    }
+
+    /// Sets the per-partition gauges: open windows, watermark and its lag behind `wall_ms`.
+    pub fn update_gauges(&self, wall_ms: i64) {
+        for st in self.parts.values() {
+            let m = &st.metrics;
+            m.open_windows.set(st.windows.open_windows().count() as i64);
+            if let Some(wm) = st.windows.progress().watermark_ms {
+                m.watermark.set(wm as f64 / 1000.0);
+                m.watermark_lag.set((wall_ms - wm) as f64 / 1000.0);
+            }
+        }
     }
 
     /// Records that these commit points are now committed in Kafka.

@@ -41,6 +41,8 @@ pub struct ProduceConfig {
     pub transactional_id: String,
     pub transaction_timeout: Duration,
     pub progress_interval: Duration,
+    /// Where /metrics, /healthz and /readyz are served, if anywhere.
+    pub http_addr: Option<std::net::SocketAddr>,
 }
 
 /// Totals of one producer run.
@@ -130,9 +132,30 @@ impl TxnPlan {
 }
 
 /// Counts delivery failures reported by librdkafka's background thread.
-#[derive(Default)]
 pub struct DeliveryCounter {
     pub failed: AtomicU64,
+    /// Delivered records, for the metrics (a no-op counter for the bare benchmark producer).
+    pub sent: prometheus::IntCounter,
+}
+
+impl DeliveryCounter {
+    /// Counts deliveries into the producer's `landfall_producer_records_sent_total`.
+    pub fn with_metrics() -> Self {
+        DeliveryCounter {
+            failed: AtomicU64::new(0),
+            sent: crate::metrics::producer().sent.clone(),
+        }
+    }
+}
+
+impl Default for DeliveryCounter {
+    fn default() -> Self {
+        DeliveryCounter {
+            failed: AtomicU64::new(0),
+            sent: prometheus::IntCounter::new("unregistered", "not exported")
+                .expect("valid metric"),
+        }
+    }
 }
 
 impl ClientContext for DeliveryCounter {}
@@ -140,7 +163,11 @@ impl ClientContext for DeliveryCounter {}
 impl ProducerContext for DeliveryCounter {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if result.is_ok() {
+            self.sent.inc();
+        }
         if let Err((e, _)) = result {
+            crate::metrics::producer().error("delivery");
             if self.failed.fetch_add(1, Ordering::Relaxed) == 0 {
                 warn!(error = %e, "delivery failed; the transaction will be aborted and retried");
             }
@@ -221,13 +248,15 @@ pub fn run(
             cfg.transaction_timeout.as_millis().to_string(),
         );
     let producer: ThreadedProducer<DeliveryCounter> = config
-        .create_with_context(DeliveryCounter::default())
+        .create_with_context(DeliveryCounter::with_metrics())
         .map_err(ProduceError::Client)?;
     let partitions = wait_for_topic(producer.client(), &cfg.kafka)?;
     info!(topic = %cfg.kafka.topic, partitions, "topic found");
 
     init_transactions(&producer, cfg)?;
     info!(transactional_id = %cfg.transactional_id, "transactions initialised");
+    let metrics = crate::metrics::producer();
+    metrics.process.set_ready(true);
 
     let mut plan = TxnPlan::new(cfg);
     let mut summary = ProduceSummary::default();
@@ -264,6 +293,7 @@ pub fn run(
             summary.generated += 1;
             if let Err(e) = send_records(&producer, &cfg.kafka.topic, std::slice::from_ref(&record))
             {
+                metrics.error("send");
                 warn!(error = %e, "send failed inside a transaction");
             }
             batch.push(record);
@@ -290,12 +320,15 @@ pub fn run(
             abort(&producer)?;
             summary.aborted_txns += 1;
             summary.aborted_records += batch.len() as u64;
+            metrics.txn_ended(false, batch.len(), txn_opened);
             info!(records = batch.len(), "stopping: open transaction aborted");
             break 'txns;
         }
         let planned_abort = plan.decide_abort();
-        finish_txn(&producer, cfg, &batch, planned_abort, &mut summary)?;
+        let committed = finish_txn(&producer, cfg, &batch, planned_abort, &mut summary)?;
+        metrics.txn_ended(committed, batch.len(), txn_opened);
     }
+    metrics.process.set_ready(false);
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
@@ -343,14 +376,14 @@ fn abort<C: ProducerContext>(producer: &ThreadedProducer<C>) -> Result<(), Produ
 }
 
 /// Commits (or, as planned, aborts) the transaction holding `batch`. An abortable error aborts
-/// and sends the same records again in a new transaction.
+/// and sends the same records again in a new transaction. Returns whether it committed.
 fn finish_txn<C: ProducerContext<DeliveryOpaque = ()>>(
     producer: &ThreadedProducer<C>,
     cfg: &ProduceConfig,
     batch: &[Record],
     planned_abort: bool,
     summary: &mut ProduceSummary,
-) -> Result<(), ProduceError> {
+) -> Result<bool, ProduceError> {
     let bytes: u64 = batch
         .iter()
         .map(|r| (r.key.len() + r.value.len()) as u64)
@@ -362,7 +395,7 @@ fn finish_txn<C: ProducerContext<DeliveryOpaque = ()>>(
         abort(producer)?;
         summary.aborted_txns += 1;
         summary.aborted_records += batch.len() as u64;
-        return Ok(());
+        return Ok(false);
     }
     let mut attempt = 1;
     loop {
@@ -372,7 +405,7 @@ fn finish_txn<C: ProducerContext<DeliveryOpaque = ()>>(
                 summary.committed_txns += 1;
                 summary.committed_records += batch.len() as u64;
                 summary.bytes_committed += bytes;
-                return Ok(());
+                return Ok(true);
             }
             Err(e) => {
                 let Some(t) = txn_error(&e) else {
@@ -389,6 +422,7 @@ fn finish_txn<C: ProducerContext<DeliveryOpaque = ()>>(
                 }
                 attempt += 1;
                 if t.txn_requires_abort() {
+                    crate::metrics::producer().error("abortable");
                     warn!(error = %e, attempt, "transaction must be aborted; sending it again");
                     abort(producer)?;
                     summary.retried_txns += 1;
@@ -397,6 +431,7 @@ fn finish_txn<C: ProducerContext<DeliveryOpaque = ()>>(
                         warn!(error = %e, "send failed while retrying a transaction");
                     }
                 } else {
+                    crate::metrics::producer().error("retriable");
                     warn!(error = %e, attempt, "commit failed with a retriable error; retrying");
                 }
             }

@@ -15,6 +15,7 @@ use tracing::{error, info, warn};
 
 use crate::enrich::CampaignTable;
 use crate::kafka::wait_for_topic;
+use crate::metrics;
 use crate::pipeline::{ConsumeConfig, Pipeline, PipelineError, Record, Totals};
 use crate::sink::publish::{remove_stale_temps, STALE_TEMP_AGE};
 use crate::state::StateStore;
@@ -49,6 +50,10 @@ pub struct SourceContext {
     pipeline: Mutex<Pipeline>,
     /// The first fatal error raised inside a callback; the poll loop stops on it.
     fatal: Mutex<Option<PipelineError>>,
+    /// Each partition's end as the broker last reported it (the last stable offset, which is
+    /// what a read_committed reader can reach), from librdkafka's statistics.
+    ends: Mutex<std::collections::BTreeMap<i32, i64>>,
+    topic: String,
 }
 
 impl SourceContext {
@@ -139,6 +144,23 @@ impl ClientContext for SourceContext {
     fn error(&self, error: KafkaError, reason: &str) {
         crate::kafka::log_client_error(error, reason);
     }
+
+    fn stats(&self, stats: rdkafka::Statistics) {
+        let Some(t) = stats.topics.get(&self.topic) else {
+            return;
+        };
+        let mut ends = self.ends.lock().unwrap_or_else(|e| e.into_inner());
+        for (p, part) in &t.partitions {
+            let end = if part.ls_offset >= 0 {
+                part.ls_offset
+            } else {
+                part.hi_offset
+            };
+            if *p >= 0 && end >= 0 {
+                ends.insert(*p, end);
+            }
+        }
+    }
 }
 
 impl ConsumerContext for SourceContext {
@@ -158,9 +180,12 @@ impl ConsumerContext for SourceContext {
                     self.fail(PipelineError::Recovery(format!(
                         "assigning partitions: {e}"
                     )));
+                    return;
                 }
+                metrics::consumer().process.set_ready(true);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                metrics::consumer().process.set_ready(false);
                 if let Err(e) = self.revoke(consumer, tpl) {
                     self.fail(e);
                 }
@@ -198,7 +223,10 @@ fn checkpoint_and_commit(
             elem.set_metadata(c.metadata(&sig));
         }
     }
-    match consumer.commit(&tpl, CommitMode::Sync) {
+    let timer = metrics::consumer().commit.start_timer();
+    let result = consumer.commit(&tpl, CommitMode::Sync);
+    timer.observe_duration();
+    match result {
         Ok(()) => {
             crate::failpoint::hit("after-kafka-commit");
             pipeline.committed(&points);
@@ -230,7 +258,9 @@ pub fn run(
     let mut restarts = 0;
     loop {
         let session_started = Instant::now();
-        match session(&cfg, shutdown, started) {
+        let result = session(&cfg, shutdown, started);
+        metrics::consumer().process.set_ready(false);
+        match result {
             // librdkafka gives up on a client for good after some errors; a static member
             // fenced by its own instance id after a broker restart is the common one. Files
             // and commits are durable, so a new client resumes from the last commit.
@@ -239,6 +269,7 @@ pub fn run(
                     restarts = 0;
                 }
                 restarts += 1;
+                metrics::consumer().client_restarts.inc();
                 warn!(%reason, restarts, "the Kafka client failed for good; starting a new one from the last commit");
                 std::thread::sleep(Duration::from_secs(1));
             }
@@ -274,11 +305,14 @@ fn session(
             info!(dir = %dir.display(), removed, "removed temporary files left by an earlier crash");
         }
     }
+    metrics::consumer().init_campaigns(&table);
     let store = StateStore::open(&cfg.state_dir)?;
     let topic = cfg.kafka.topic.clone();
     let context = SourceContext {
         pipeline: Mutex::new(Pipeline::new(cfg.clone(), table, store)),
         fatal: Mutex::new(None),
+        ends: Mutex::new(Default::default()),
+        topic: topic.clone(),
     };
     let mut client = cfg.kafka.client_config();
     if let Some(id) = &cfg.instance_id {
@@ -294,6 +328,8 @@ fn session(
         .set("auto.offset.reset", "error")
         .set("session.timeout.ms", "10000")
         .set("fetch.wait.max.ms", "100")
+        // Partition ends for the lag metric come with these statistics.
+        .set("statistics.interval.ms", "1000")
         // When the pre-fetch queue is full, librdkafka stops fetching for this long (1 s by
         // default), which left the pipeline idle for most of every second.
         .set("fetch.queue.backoff.ms", "5")
@@ -303,6 +339,7 @@ fn session(
     info!(topic = %topic, group = %cfg.group, "consuming");
 
     let mut noisy = RepeatedWarning::default();
+    let mut last_size = Instant::now() - Duration::from_secs(5);
     let mut stopped_by_signal = false;
     let mut last_tick = Instant::now();
     // Partitions that reported their end but may still have a transaction's records to come.
@@ -372,7 +409,16 @@ fn session(
                 }
                 true
             });
-            pipeline.close_idle(now, chrono::Utc::now().timestamp_millis())?;
+            let wall_ms = chrono::Utc::now().timestamp_millis();
+            pipeline.close_idle(now, wall_ms)?;
+            update_lag(&consumer, &pipeline, &topic);
+            pipeline.update_gauges(wall_ms);
+            if now.duration_since(last_size) >= Duration::from_secs(5) {
+                last_size = now;
+                metrics::consumer()
+                    .state_size
+                    .set(pipeline.store.size_on_disk() as i64);
+            }
             if pipeline.checkpoint_due(now) {
                 checkpoint_and_commit(&mut pipeline, &consumer, None)?;
             }
@@ -417,5 +463,28 @@ impl RepeatedWarning {
                 self.suppressed = 0;
             }
         }
+    }
+}
+
+/// Consumer lag per partition: the partition's end (from the broker, via statistics) minus
+/// the consumer's position.
+fn update_lag(consumer: &BaseConsumer<SourceContext>, pipeline: &Pipeline, topic: &str) {
+    let Ok(positions) = consumer.position() else {
+        return;
+    };
+    let ends = consumer
+        .context()
+        .ends
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    for (p, st) in &pipeline.parts {
+        let Some(end) = ends.get(p) else { continue };
+        let position = positions
+            .find_partition(topic, *p)
+            .and_then(|e| e.offset().to_raw())
+            .filter(|o| *o >= 0)
+            .unwrap_or(st.position.max(0));
+        st.metrics.lag.set((end - position).max(0));
     }
 }

@@ -408,17 +408,21 @@ fn a_zombie_consumer_never_overwrites_or_loses() {
     ledger.book();
 }
 
-/// The sum of the topic's high watermarks: everything written, committed or not.
-fn log_end(topic: &str) -> i64 {
+/// The sum of the topic's partition ends: the high watermarks (everything written), or with
+/// `read_committed` the last stable offsets (what a read_committed reader can reach).
+fn log_end(topic: &str, read_committed: bool) -> i64 {
     use rdkafka::consumer::{BaseConsumer, Consumer};
+    let isolation = if read_committed { "read_committed" } else { "read_uncommitted" };
     let c: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers())
+        .set("isolation.level", isolation)
         .create()
         .unwrap();
     (0..3)
         .map(|p| {
-            c.fetch_watermarks(topic, p, Duration::from_secs(10))
-                .map_or(0, |(_, high)| high)
+            c.fetch_watermarks(topic, p, Duration::from_secs(30))
+                .unwrap_or_else(|e| panic!("watermarks of {topic}/{p}: {e}"))
+                .1
         })
         .sum()
 }
@@ -446,15 +450,18 @@ fn killed_and_hanging_producer_transactions_are_never_read() {
     let mut cmd = producer(2, &format!("{topic}-y"), 1_000_000, 0);
     cmd.env("LANDFALL_TXN_SIZE", "1000000")
         .env("LANDFALL_TXN_MAX_MS", "600000");
-    let written = log_end(&topic);
+    let written = log_end(&topic, false);
     let hang_started = Instant::now();
     let mut p2 = ChildGuard::spawn(cmd);
     wait_until(
         "the second producer to write into its transaction",
         Duration::from_secs(60),
-        || log_end(&topic) >= written + 5_000,
+        || log_end(&topic, false) >= written + 5_000,
     );
     p2.kill9();
+    // The transaction really hangs: read_committed readers cannot reach the log end.
+    let (stable, end) = (log_end(&topic, true), log_end(&topic, false));
+    assert!(stable < end, "no open transaction: last stable offsets {stable}, ends {end}");
     ledger.faults += 2;
 
     // A streaming consumer, and records behind the hanging transaction, dated later.

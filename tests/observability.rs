@@ -1,0 +1,403 @@
+//! Observability against real components: the HTTP endpoints before and after assignment, a
+//! real Prometheus server scraping a real producer and consumer and answering every PromQL
+//! expression of every Grafana dashboard, and the deployment files checked by their own tools
+//! (promtool, docker-compose v1). `scripts/test` installs Prometheus and docker-compose.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::harness::*;
+use support::*;
+
+/// A port nobody listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET `path` on 127.0.0.1:`port`: (status, body), or None if nothing answers.
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    // Bodies may come chunked; the tests only search them for text, which chunk sizes do not
+    // break for the short lines asserted here.
+    Some((status, body))
+}
+
+fn wait_for_status(port: u16, path: &str, want: u16, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = get(port, path);
+        if let Some((status, body)) = &got {
+            if *status == want {
+                return body.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} on port {port} did not answer {want} within {timeout:?} (last: {got:?})"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn endpoints_answer_before_and_after_assignment() {
+    // Before: the broker is unreachable, so no partitions are assigned yet.
+    let d = dirs();
+    let port = free_port();
+    let mut cmd = consume_cmd("no-such-topic", "g", &d, false);
+    cmd.env("LANDFALL_BROKERS", "127.0.0.1:1")
+        .args(["--http-addr", &format!("127.0.0.1:{port}")]);
+    log_stderr(&mut cmd, d.tmp.path(), "waiting");
+    let mut waiting = ChildGuard::spawn(cmd);
+    wait_for_status(port, "/healthz", 200, Duration::from_secs(10));
+    assert_eq!(get(port, "/readyz").map(|r| r.0), Some(503));
+    let metrics = wait_for_status(port, "/metrics", 200, Duration::from_secs(5));
+    assert!(
+        metrics.contains("landfall_ready{role=\"consume\"} 0"),
+        "{metrics}"
+    );
+    waiting.kill9();
+
+    // After: partitions assigned, state loaded; then a clean stop.
+    let topic = unique_topic("endpoints");
+    run_ok(produce_cmd(&topic, 3, 5_000, 1, 0));
+    let port = free_port();
+    let mut cmd = consume_cmd(&topic, &format!("{topic}-g"), &d, false);
+    cmd.args(["--http-addr", &format!("127.0.0.1:{port}")]);
+    let log = log_stderr(&mut cmd, d.tmp.path(), "running");
+    let mut consumer = ChildGuard::spawn(cmd);
+    wait_for_status(port, "/readyz", 200, Duration::from_secs(30));
+    wait_until(
+        "records counted in /metrics",
+        Duration::from_secs(30),
+        || {
+            get(port, "/metrics").is_some_and(|(_, m)| {
+                m.contains("landfall_ready{role=\"consume\"} 1")
+                    && m.contains("landfall_events_total{outcome=\"windowed\",partition=\"2\"}")
+                    && m.contains("landfall_windows_landed_total{partition=\"0\"}")
+            })
+        },
+    );
+    send_signal(consumer.child(), libc::SIGTERM);
+    let status = wait_exit(consumer.child(), Duration::from_secs(10), "consumer");
+    consumer.0 = None;
+    assert!(status.success(), "{status}: {}", read_log(&log));
+
+    // The producer: ready once its transactional id is initialised.
+    let port = free_port();
+    let mut cmd = produce_cmd(&topic, 3, 0, 2, 0);
+    cmd.args(["--rate", "500", "--http-addr", &format!("127.0.0.1:{port}")]);
+    log_stderr(&mut cmd, d.tmp.path(), "producer");
+    let mut producer = ChildGuard::spawn(cmd);
+    wait_for_status(port, "/readyz", 200, Duration::from_secs(30));
+    wait_until(
+        "a committed transaction in /metrics",
+        Duration::from_secs(30),
+        || {
+            get(port, "/metrics").is_some_and(|(_, m)| {
+                m.lines().any(|l| {
+                    l.starts_with("landfall_producer_transactions_total{outcome=\"committed\"}")
+                        && !l.ends_with(" 0")
+                })
+            })
+        },
+    );
+    send_signal(producer.child(), libc::SIGTERM);
+    let status = wait_exit(producer.child(), Duration::from_secs(10), "producer");
+    producer.0 = None;
+    assert!(status.success());
+
+    // A taken port is a clear error, exit 1.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut cmd = consume_cmd(&topic, &format!("{topic}-g2"), &d, true);
+    cmd.args(["--http-addr", &format!("127.0.0.1:{port}")]);
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--http-addr") && err.contains("cannot listen"),
+        "{err}"
+    );
+}
+
+/// Every `expr` of every panel target in a dashboard, with the panel's title.
+fn expressions(dashboard: &serde_json::Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack: Vec<&serde_json::Value> = vec![dashboard];
+    while let Some(v) = stack.pop() {
+        if let Some(panels) = v["panels"].as_array() {
+            stack.extend(panels.iter());
+        }
+        for t in v["targets"].as_array().into_iter().flatten() {
+            if let Some(e) = t["expr"].as_str() {
+                out.push((
+                    v["title"].as_str().unwrap_or("?").to_string(),
+                    e.to_string(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn dashboards() -> Vec<(PathBuf, serde_json::Value)> {
+    let dir = repo_root().join("grafana/dashboards");
+    let mut out: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            let v = serde_json::from_slice(&std::fs::read(&p).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (p, v)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(out.len() >= 2, "dashboards in {}", dir.display());
+    out
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Series returned by an instant query.
+fn query(port: u16, promql: &str) -> Vec<serde_json::Value> {
+    let (status, body) = get(
+        port,
+        &format!("/api/v1/query?query={}", percent_encode(promql)),
+    )
+    .unwrap_or_else(|| panic!("Prometheus on {port} did not answer"));
+    let body = dechunk(&body);
+    let v: serde_json::Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("query {promql}: status {status}, {e}: {body}"));
+    assert_eq!(v["status"], "success", "query {promql}: {v}");
+    v["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+/// Undoes HTTP/1.1 chunked transfer encoding if the body is chunked.
+fn dechunk(body: &str) -> String {
+    let first = body.lines().next().unwrap_or("");
+    if first.is_empty() || !first.chars().all(|c| c.is_ascii_hexdigit()) {
+        return body.to_string();
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn tool(env: &str, name: &str) -> PathBuf {
+    let path = std::env::var(env)
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| name.into());
+    let found = Command::new(&path).arg("--version").output().is_ok();
+    assert!(
+        found,
+        "{name} is not installed (scripts/test installs it with apt-get; or set {env})"
+    );
+    path
+}
+
+#[test]
+fn a_real_prometheus_answers_every_dashboard_expression() {
+    let prometheus = tool("LANDFALL_PROMETHEUS", "prometheus");
+    let d = dirs();
+    let topic = unique_topic("prom");
+    let (producer_port, consumer_port, prom_port) = (free_port(), free_port(), free_port());
+
+    // A producer with every knob, fast enough on a simulated clock that windows close within
+    // seconds; a consumer behind it.
+    let mut cmd = produce_cmd(&topic, 3, 0, 3, 0);
+    cmd.args([
+        "--rate",
+        "2000",
+        "--http-addr",
+        &format!("127.0.0.1:{producer_port}"),
+    ])
+    .env("LANDFALL_TXN_MAX_MS", "200");
+    log_stderr(&mut cmd, d.tmp.path(), "producer");
+    let mut producer = ChildGuard::spawn(cmd);
+    wait_for_status(producer_port, "/readyz", 200, Duration::from_secs(30));
+    let mut cmd = consume_cmd(&topic, &format!("{topic}-g"), &d, false);
+    cmd.args(["--http-addr", &format!("127.0.0.1:{consumer_port}")]);
+    log_stderr(&mut cmd, d.tmp.path(), "consumer");
+    let mut consumer = ChildGuard::spawn(cmd);
+    wait_for_status(consumer_port, "/readyz", 200, Duration::from_secs(30));
+
+    // The repository's scrape config, pointed at 127.0.0.1 and scraping every second.
+    let config = std::fs::read_to_string(repo_root().join("prometheus/prometheus.yml"))
+        .unwrap()
+        .replace("consumer:9464", &format!("127.0.0.1:{consumer_port}"))
+        .replace("producer:9465", &format!("127.0.0.1:{producer_port}"))
+        .replace("scrape_interval: 5s", "scrape_interval: 1s")
+        .replace("scrape_timeout: 5s", "scrape_timeout: 1s");
+    assert!(
+        config.contains(&format!("127.0.0.1:{consumer_port}")),
+        "{config}"
+    );
+    let config_path = d.tmp.path().join("prometheus.yml");
+    std::fs::write(&config_path, config).unwrap();
+    let mut cmd = Command::new(&prometheus);
+    cmd.arg(format!("--config.file={}", config_path.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            d.tmp.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"));
+    let prom_log = log_stderr(&mut cmd, d.tmp.path(), "prometheus");
+    let mut prom = ChildGuard::spawn(cmd);
+    wait_for_status(prom_port, "/-/ready", 200, Duration::from_secs(60));
+    wait_until(
+        "Prometheus to scrape both targets",
+        Duration::from_secs(60),
+        || query(prom_port, "up == 1").len() == 2,
+    );
+    // Rates over [1m] and quantiles over [5m] need a few samples of activity.
+    std::thread::sleep(Duration::from_secs(20));
+
+    let mut empty = Vec::new();
+    let mut checked = 0;
+    for (path, dash) in dashboards() {
+        for (panel, expr) in expressions(&dash) {
+            checked += 1;
+            if query(prom_port, &expr).is_empty() {
+                empty.push(format!("{} / {panel}: {expr}", path.display()));
+            }
+        }
+    }
+    let still_up = prom.child().try_wait().unwrap().is_none();
+    for c in [&mut producer, &mut consumer] {
+        send_signal(c.child(), libc::SIGTERM);
+        wait_exit(c.child(), Duration::from_secs(15), "landfall");
+        c.0 = None;
+    }
+    assert!(still_up, "Prometheus died:\n{}", read_log(&prom_log));
+    assert!(
+        checked >= 20,
+        "only {checked} expressions in the dashboards"
+    );
+    assert!(
+        empty.is_empty(),
+        "{} of {checked} dashboard expressions returned no series:\n{}",
+        empty.len(),
+        empty.join("\n")
+    );
+    eprintln!("{checked} dashboard expressions, each returned at least one series");
+}
+
+fn run_tool(cmd: &mut Command, dir: &Path) -> String {
+    let out = cmd.current_dir(dir).output().expect("run tool");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
+    text
+}
+
+#[test]
+fn deployment_files_pass_their_own_tools() {
+    let root = repo_root();
+    let promtool = tool("LANDFALL_PROMTOOL", "promtool");
+    run_tool(
+        Command::new(promtool).args(["check", "config", "prometheus/prometheus.yml"]),
+        &root,
+    );
+    let compose = tool("LANDFALL_DOCKER_COMPOSE", "docker-compose");
+    let resolved = run_tool(
+        Command::new(compose).args(["-f", "docker-compose.yaml", "config"]),
+        &root,
+    );
+    for service in [
+        "kafka:",
+        "topic-init:",
+        "producer:",
+        "consumer:",
+        "prometheus:",
+        "grafana:",
+    ] {
+        assert!(
+            resolved.contains(service),
+            "no {service} service:\n{resolved}"
+        );
+    }
+
+    // Dashboards: fixed, unique uids; every datasource is the provisioned one; no import
+    // placeholders.
+    let provisioning =
+        std::fs::read_to_string(root.join("grafana/provisioning/datasources/prometheus.yaml"))
+            .unwrap();
+    let ds_uid = provisioning
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("uid:"))
+        .map(|u| u.trim().trim_matches('"').to_string())
+        .expect("a datasource uid in the provisioning");
+    let mut uids = std::collections::BTreeSet::new();
+    for (path, dash) in dashboards() {
+        let uid = dash["uid"].as_str().unwrap_or_default().to_string();
+        assert!(!uid.is_empty(), "{} has no uid", path.display());
+        assert!(uids.insert(uid.clone()), "uid {uid} used twice");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !text.contains("__inputs") && !text.contains("${DS_"),
+            "{} has import placeholders",
+            path.display()
+        );
+        let mut stack: Vec<&serde_json::Value> = vec![&dash];
+        while let Some(v) = stack.pop() {
+            match v {
+                serde_json::Value::Object(m) => {
+                    if let Some(ds) = m.get("datasource") {
+                        assert_eq!(
+                            ds["uid"].as_str(),
+                            Some(ds_uid.as_str()),
+                            "{}: datasource {ds} is not the provisioned {ds_uid}",
+                            path.display()
+                        );
+                    }
+                    stack.extend(m.values());
+                }
+                serde_json::Value::Array(a) => stack.extend(a.iter()),
+                _ => {}
+            }
+        }
+    }
+}
