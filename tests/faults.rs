@@ -412,7 +412,11 @@ fn a_zombie_consumer_never_overwrites_or_loses() {
 /// `read_committed` the last stable offsets (what a read_committed reader can reach).
 fn log_end(topic: &str, read_committed: bool) -> i64 {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let isolation = if read_committed { "read_committed" } else { "read_uncommitted" };
+    let isolation = if read_committed {
+        "read_committed"
+    } else {
+        "read_uncommitted"
+    };
     let c: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("isolation.level", isolation)
@@ -444,6 +448,13 @@ fn killed_and_hanging_producer_transactions_are_never_read() {
     let mut p1 = ChildGuard::spawn(producer(1, &format!("{topic}-x"), 1_000_000, 0));
     std::thread::sleep(Duration::from_millis(1500));
     p1.kill9();
+    // Its id comes back for a few records: that fences it and aborts its open transaction.
+    run_ok(producer(4, &format!("{topic}-x"), 10, 0));
+    let (stable, end) = (log_end(&topic, true), log_end(&topic, false));
+    assert_eq!(
+        stable, end,
+        "the killed producer's transaction is still open"
+    );
     // Killed inside one long transaction and never back: the transaction hangs until the
     // broker aborts it at its timeout (10 s after it began, so after this spawn). Until then,
     // read_committed readers stop at it.
@@ -461,7 +472,10 @@ fn killed_and_hanging_producer_transactions_are_never_read() {
     p2.kill9();
     // The transaction really hangs: read_committed readers cannot reach the log end.
     let (stable, end) = (log_end(&topic, true), log_end(&topic, false));
-    assert!(stable < end, "no open transaction: last stable offsets {stable}, ends {end}");
+    assert!(
+        stable < end,
+        "no open transaction: last stable offsets {stable}, ends {end}"
+    );
     ledger.faults += 2;
 
     // A streaming consumer, and records behind the hanging transaction, dated later.

@@ -40,8 +40,6 @@ pub fn produce_cmd(
         &partitions.to_string(),
         "--count",
         &count.to_string(),
-        "--txn-size",
-        "1000",
         "--abort-fraction",
         "0.2",
         "--seed",
@@ -61,7 +59,9 @@ pub fn produce_cmd(
         "--unknown-campaign-fraction",
         "0.01",
     ]);
-    cmd.env("LANDFALL_TRANSACTIONAL_ID", topic);
+    // Through the environment, so a test can override them with `.env(..)`.
+    cmd.env("LANDFALL_TRANSACTIONAL_ID", topic)
+        .env("LANDFALL_TXN_SIZE", "1000");
     cmd
 }
 
