@@ -406,3 +406,103 @@ fn bare_drain(topic: &KafkaSettings) -> Result<(u64, u64), BenchError> {
     }
     Ok((records, bytes))
 }
+
+/// Everything `landfall bench all` measured, with the headline figures at the top level.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AllReport {
+    pub events: u64,
+    pub partitions: i32,
+    /// (b) exactly-once consume over (a) bare consumer, events/s.
+    pub drain_ratio: f64,
+    /// (b) over (c), the same consume without fsync and commits.
+    pub eos_ratio: f64,
+    /// (e) landfall produce over (d) bare producer, events/s.
+    pub produce_ratio: f64,
+    pub consume_events_per_sec: f64,
+    pub consumer_peak_rss_mb: f64,
+    pub produce: ProduceReport,
+    pub consume: ConsumeReport,
+}
+
+/// The table of `bench all`: (a) to (e), with peak RSS where it was measured (child
+/// processes), and the ratios.
+pub fn all_table(r: &AllReport) -> String {
+    let rows = [
+        ("(a)", &r.consume.bare, None),
+        (
+            "(b)",
+            &r.consume.landfall,
+            Some(r.consume.consumer_peak_rss_mb),
+        ),
+        (
+            "(c)",
+            &r.consume.landfall_no_durability,
+            Some(r.consume.no_durability_peak_rss_mb),
+        ),
+        ("(d)", &r.produce.bare, None),
+        ("(e)", &r.produce.landfall, None),
+    ];
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<4}{:<38} {:>10} {:>11} {:>8} {:>9} {:>13} {:>13}",
+        "", "run", "events", "events/s", "MB/s", "wall s", "CPU s/1M ev", "peak RSS MB"
+    );
+    for (tag, m, rss) in rows {
+        let _ = writeln!(
+            out,
+            "{tag:<4}{:<38} {:>10} {:>11.0} {:>8.1} {:>9.2} {:>13.2} {:>13}",
+            m.name,
+            m.events,
+            m.events_per_sec(),
+            m.mb_per_sec(),
+            m.wall_secs,
+            m.cpu_secs_per_million(),
+            rss.map_or("-".to_string(), |r| format!("{r:.1}"))
+        );
+    }
+    let _ = writeln!(
+        out,
+        "drain_ratio   b/a = {:.3}   (target >= 0.8)",
+        r.drain_ratio
+    );
+    let _ = writeln!(
+        out,
+        "eos_ratio     b/c = {:.3}   (target >= 0.9)",
+        r.eos_ratio
+    );
+    let _ = writeln!(
+        out,
+        "produce_ratio e/d = {:.3}   (target >= 0.9)",
+        r.produce_ratio
+    );
+    let _ = writeln!(
+        out,
+        "consumer peak RSS = {:.1} MB at {} events over {} partitions (target <= 150 MB)",
+        r.consumer_peak_rss_mb, r.events, r.partitions
+    );
+    out
+}
+
+/// `bench all`: the producer benchmark, then the drain benchmark, in one run.
+pub async fn all(
+    kafka: &KafkaSettings,
+    events: u64,
+    partitions: i32,
+    txn_size: usize,
+    work_dir: &std::path::Path,
+) -> Result<AllReport, BenchError> {
+    let produce = produce(kafka, events, partitions, txn_size).await?;
+    let consume = consume(kafka, events, partitions, work_dir).await?;
+    Ok(AllReport {
+        events,
+        partitions,
+        drain_ratio: consume.drain_ratio,
+        eos_ratio: consume.eos_ratio,
+        produce_ratio: produce.produce_ratio,
+        consume_events_per_sec: consume.consume_events_per_sec,
+        consumer_peak_rss_mb: consume.consumer_peak_rss_mb,
+        produce,
+        consume,
+    })
+}

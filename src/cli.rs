@@ -401,10 +401,39 @@ pub struct VerifyArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Everything in one run: producer (bare versus transactional) and consumer drain (bare,
+    /// exactly-once, no durability); one table, the ratios, one JSON file.
+    All(BenchAllArgs),
     /// Producer throughput: bare rdkafka versus `landfall produce`, same records, one run.
     Produce(BenchProduceArgs),
     /// Consumer drain: bare rdkafka versus `landfall consume`, with and without durability.
     Consume(BenchConsumeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchAllArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Events per measurement.
+    #[arg(long, env = "LANDFALL_BENCH_EVENTS", default_value_t = 5_000_000)]
+    pub events: u64,
+
+    /// Partitions of the benchmark topics.
+    #[arg(long, env = "LANDFALL_BENCH_PARTITIONS", default_value_t = 6)]
+    pub partitions: i32,
+
+    /// Records per transaction for the transactional producer.
+    #[arg(long, env = "LANDFALL_TXN_SIZE", default_value_t = 1000)]
+    pub txn_size: usize,
+
+    /// Scratch directory for the consumers' output (removed afterwards).
+    #[arg(long, env = "LANDFALL_BENCH_DIR", default_value = "target/bench")]
+    pub work_dir: std::path::PathBuf,
+
+    /// Write the figures as JSON to this file.
+    #[arg(long, env = "LANDFALL_BENCH_JSON")]
+    pub json: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -190,6 +190,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 ))
             }
         }
+        Command::Bench(BenchCommand::All(args)) => {
+            let mut problems = config::Problems::default();
+            let kafka = config::kafka_settings(&args.kafka, &mut problems);
+            problems.finish(())?;
+            let r = bench::all(
+                &kafka,
+                args.events,
+                args.partitions,
+                args.txn_size,
+                &args.work_dir,
+            )
+            .await?;
+            print!("{}", bench::all_table(&r));
+            if let Some(path) = args.json {
+                let json = serde_json::to_vec_pretty(&r)?;
+                std::fs::write(&path, json)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("figures written to {}", path.display());
+            }
+            Ok(())
+        }
         Command::Bench(BenchCommand::Consume(args)) => {
             let mut problems = config::Problems::default();
             let kafka = config::kafka_settings(&args.kafka, &mut problems);

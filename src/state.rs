@@ -111,6 +111,11 @@ pub enum StateError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "state store {path} is in use by another process (another consumer instance?): {reason}. \
+         Each instance needs its own --state-dir (LANDFALL_STATE_DIR)"
+    )]
+    InUse { path: PathBuf, reason: String },
     #[error("state store {path}: encoding a checkpoint: {source}")]
     Encode {
         path: PathBuf,
@@ -130,12 +135,18 @@ fn key(topic: &str, partition: i32) -> Vec<u8> {
 
 impl StateStore {
     /// Opens the store. One that cannot be opened (truncated, garbled) is moved aside with a
-    /// clear log line and replaced by an empty one: the partitions then rebuild from Kafka.
+    /// clear log line and replaced by an empty one: the partitions then rebuild from Kafka. One
+    /// that another process holds open is an error: moving a live store aside would let two
+    /// processes write one directory.
     pub fn open(path: &Path) -> Result<StateStore, StateError> {
         match Self::try_open(path) {
             Ok(db) => Ok(StateStore {
                 db,
                 path: path.to_path_buf(),
+            }),
+            Err(reason) if reason.contains("could not acquire lock") => Err(StateError::InUse {
+                path: path.to_path_buf(),
+                reason,
             }),
             Err(reason) => {
                 let aside = path.with_file_name(format!(
@@ -234,6 +245,20 @@ impl StateStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_held_by_another_opener_is_refused_not_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let first = StateStore::open(&path).unwrap();
+        let err = StateStore::open(&path).err().expect("second open refused");
+        assert!(matches!(err, StateError::InUse { .. }), "{err}");
+        assert!(err.to_string().contains("--state-dir"), "{err}");
+        let entries = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(entries, 1, "nothing was moved aside");
+        drop(first);
+        StateStore::open(&path).unwrap();
+    }
 
     #[test]
     fn commit_metadata_round_trips() {

@@ -345,10 +345,13 @@ fn a_zombie_consumer_never_overwrites_or_loses() {
     run_ok(produce_cmd(&topic, 4, 40_000, 1, 0));
     let d = dirs();
     let group = format!("{topic}-g");
+    // Two instances: one output, as in production, but each its own state store.
     let spawn = |instance: &str| {
         let mut cmd = consume_cmd(&topic, &group, &d, false);
+        let state = d.tmp.path().join(format!("state-{instance}"));
         cmd.env("LANDFALL_INSTANCE_ID", instance)
-            .env("LANDFALL_IDLE_TIMEOUT_SECS", "3600");
+            .env("LANDFALL_IDLE_TIMEOUT_SECS", "3600")
+            .env("LANDFALL_STATE_DIR", &state);
         let log = log_stderr(&mut cmd, d.tmp.path(), instance);
         (ChildGuard::spawn(cmd), log)
     };
@@ -401,7 +404,8 @@ fn a_zombie_consumer_never_overwrites_or_loses() {
     std::thread::sleep(Duration::from_secs(11));
     ledger.restarts += 1;
     let mut cmd = consume_cmd(&topic, &group, &d, true);
-    cmd.env("LANDFALL_INSTANCE_ID", "a");
+    cmd.env("LANDFALL_INSTANCE_ID", "a")
+        .env("LANDFALL_STATE_DIR", d.tmp.path().join("state-a"));
     run_ok(cmd);
     assert_same_output(&clean_run(&topic), &d);
     assert_verified(&topic, Some(&group), &d, &mut ledger);

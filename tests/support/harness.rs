@@ -94,7 +94,7 @@ pub fn campaigns() -> PathBuf {
 
 /// `landfall consume` for `group`, into `d`. Timing settings come from the environment, so a
 /// test can change them with `.env(..)`: idle timeout 2 s, checkpoints every 300 ms, static
-/// membership with the group's name as the instance id.
+/// membership with the group's name as the instance id, and the state directory.
 pub fn consume_cmd(topic: &str, group: &str, d: &Dirs, exit_on_idle: bool) -> Command {
     let mut cmd = landfall(&["consume"]);
     cmd.args([
@@ -108,9 +108,8 @@ pub fn consume_cmd(topic: &str, group: &str, d: &Dirs, exit_on_idle: bool) -> Co
         path_str(&d.report),
         "--rejects-dir",
         path_str(&d.rejects),
-        "--state-dir",
-        path_str(&d.state),
     ])
+    .env("LANDFALL_STATE_DIR", &d.state)
     .env("LANDFALL_INSTANCE_ID", group)
     .env("LANDFALL_IDLE_TIMEOUT_SECS", "2")
     .env("LANDFALL_CHECKPOINT_INTERVAL_MS", "300");
