@@ -145,6 +145,7 @@ fn load_config(
         transaction_timeout: Duration::from_secs(60),
         progress_interval: Duration::from_secs(3600),
         http_addr: None,
+        producers: 1,
     }
 }
 
@@ -165,6 +166,7 @@ pub async fn produce(
     events: u64,
     partitions: i32,
     txn_size: usize,
+    producers: usize,
 ) -> Result<ProduceReport, BenchError> {
     let run_id = run_id();
     let bare_topic = bench_topic(kafka, "bare", &run_id);
@@ -173,6 +175,7 @@ pub async fn produce(
     create_topic(&txn_topic, partitions, 1).await?;
 
     let cfg = load_config(&txn_topic, events, txn_size, 0, &run_id);
+    let cfg = ProduceConfig { producers, ..cfg };
 
     tokio::task::spawn_blocking(move || {
         let records = TxnPlan::new(&cfg).next_batch(events as usize).records;
@@ -190,7 +193,7 @@ pub async fn produce(
         })?;
         drop(records);
 
-        let name = format!("landfall produce (txn {txn_size})");
+        let name = format!("landfall produce (txn {txn_size}, {producers} producers)");
         let landfall = measure(&name, || {
             let summary = producer::run(&cfg, &CancellationToken::new())?;
             Ok::<_, BenchError>((summary.committed_records, summary.bytes_committed))
@@ -490,9 +493,10 @@ pub async fn all(
     events: u64,
     partitions: i32,
     txn_size: usize,
+    producers: usize,
     work_dir: &std::path::Path,
 ) -> Result<AllReport, BenchError> {
-    let produce = produce(kafka, events, partitions, txn_size).await?;
+    let produce = produce(kafka, events, partitions, txn_size, producers).await?;
     let consume = consume(kafka, events, partitions, work_dir).await?;
     Ok(AllReport {
         events,

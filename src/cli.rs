@@ -207,6 +207,17 @@ pub struct ProduceArgs {
     )]
     pub transactional_id: String,
 
+    /// Transactional producers side by side, each with its own transactional id (`<id>-<n>`),
+    /// seed, and share of the records and the rate. More than one overlaps the commit round
+    /// trips; the order of records within a partition then depends on timing.
+    #[arg(
+        long,
+        env = "LANDFALL_PRODUCERS",
+        default_value_t = 1,
+        allow_negative_numbers = true
+    )]
+    pub producers: i64,
+
     /// Broker-side timeout of an open transaction, in milliseconds.
     #[arg(
         long,
@@ -427,6 +438,10 @@ pub struct BenchAllArgs {
     #[arg(long, env = "LANDFALL_TXN_SIZE", default_value_t = 1000)]
     pub txn_size: usize,
 
+    /// Transactional producers side by side in the producer measurement (e).
+    #[arg(long, env = "LANDFALL_PRODUCERS", default_value_t = 4)]
+    pub producers: usize,
+
     /// Scratch directory for the consumers' output (removed afterwards).
     #[arg(long, env = "LANDFALL_BENCH_DIR", default_value = "target/bench")]
     pub work_dir: std::path::PathBuf,
@@ -474,6 +489,10 @@ pub struct BenchProduceArgs {
     /// Records per transaction for the transactional producer.
     #[arg(long, env = "LANDFALL_TXN_SIZE", default_value_t = 1000)]
     pub txn_size: usize,
+
+    /// Transactional producers side by side in the landfall measurement.
+    #[arg(long, env = "LANDFALL_PRODUCERS", default_value_t = 4)]
+    pub producers: usize,
 
     /// Write the figures as JSON to this file.
     #[arg(long, env = "LANDFALL_BENCH_JSON")]

@@ -291,7 +291,16 @@ pub fn produce_config(
         transaction_timeout: Duration::from_millis(args.transaction_timeout_ms),
         progress_interval: Duration::from_secs(args.progress_interval_secs.max(1)),
         http_addr: http_addr(&args.http_addr, &mut p),
+        producers: args.producers.clamp(1, 64) as usize,
     };
+    if !(1..=64).contains(&args.producers) {
+        p.push(
+            "--producers",
+            "LANDFALL_PRODUCERS",
+            args.producers,
+            "must be between 1 and 64",
+        );
+    }
     p.finish((cfg, topic))
 }
 

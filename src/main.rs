@@ -199,6 +199,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 args.events,
                 args.partitions,
                 args.txn_size,
+                args.producers,
                 &args.work_dir,
             )
             .await?;
@@ -247,8 +248,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let mut problems = config::Problems::default();
             let kafka = config::kafka_settings(&args.kafka, &mut problems);
             problems.finish(())?;
-            let report =
-                bench::produce(&kafka, args.events, args.partitions, args.txn_size).await?;
+            let report = bench::produce(
+                &kafka,
+                args.events,
+                args.partitions,
+                args.txn_size,
+                args.producers,
+            )
+            .await?;
             print!(
                 "{}",
                 bench::table(&[report.bare.clone(), report.landfall.clone()])

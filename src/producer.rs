@@ -43,6 +43,9 @@ pub struct ProduceConfig {
     pub progress_interval: Duration,
     /// Where /metrics, /healthz and /readyz are served, if anywhere.
     pub http_addr: Option<std::net::SocketAddr>,
+    /// Transactional producers working side by side, each with its own transactional id
+    /// (`<id>-<n>` when more than one), seed and share of the records.
+    pub producers: usize,
 }
 
 /// Totals of one producer run.
@@ -71,6 +74,8 @@ pub enum ProduceError {
     Fatal(KafkaError),
     #[error("gave up on a transaction after {attempts} attempts: {last}")]
     RetriesExhausted { attempts: u32, last: KafkaError },
+    #[error("{0}")]
+    Worker(String),
 }
 
 /// One transaction's worth of records and whether the plan aborts it.
@@ -231,6 +236,61 @@ const MAX_TXN_ATTEMPTS: u32 = 5;
 ///
 /// Blocking: call it from a thread that may block.
 pub fn run(
+    cfg: &ProduceConfig,
+    shutdown: &CancellationToken,
+) -> Result<ProduceSummary, ProduceError> {
+    if cfg.producers <= 1 {
+        return run_one(cfg, shutdown);
+    }
+    // One transaction at a time per producer, and each commit waits a broker round trip:
+    // several producers overlap those waits. Each has its own id, seed and share of the
+    // records (and of the rate, and of the simulated clock's speed), so together they write
+    // the same volume over the same simulated time span.
+    let k = cfg.producers;
+    let started = Instant::now();
+    let results: Vec<Result<ProduceSummary, ProduceError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..k)
+            .map(|i| {
+                let mut c = cfg.clone();
+                c.producers = 1;
+                c.transactional_id = format!("{}-{i}", cfg.transactional_id);
+                c.generator.seed = cfg.generator.seed.wrapping_add(i as u64);
+                if cfg.count > 0 {
+                    c.count = cfg.count / k as u64 + u64::from((i as u64) < cfg.count % k as u64);
+                }
+                c.rate = cfg.rate / k as f64;
+                if let Clock::Simulated { events_per_sec, .. } = &mut c.clock {
+                    *events_per_sec /= k as f64;
+                }
+                scope.spawn(move || run_one(&c, shutdown))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(ProduceError::Worker("a producer thread panicked".into()))
+                })
+            })
+            .collect()
+    });
+    let mut total = ProduceSummary::default();
+    for r in results {
+        let s = r?;
+        total.generated += s.generated;
+        total.committed_records += s.committed_records;
+        total.aborted_records += s.aborted_records;
+        total.committed_txns += s.committed_txns;
+        total.aborted_txns += s.aborted_txns;
+        total.retried_txns += s.retried_txns;
+        total.bytes_committed += s.bytes_committed;
+    }
+    total.elapsed = started.elapsed();
+    Ok(total)
+}
+
+/// One transactional producer.
+fn run_one(
     cfg: &ProduceConfig,
     shutdown: &CancellationToken,
 ) -> Result<ProduceSummary, ProduceError> {

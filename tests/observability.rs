@@ -107,7 +107,7 @@ fn endpoints_answer_before_and_after_assignment() {
     let port = free_port();
     let mut cmd = produce_cmd(&topic, 3, 0, 2, 0);
     cmd.args(["--rate", "500", "--http-addr", &format!("127.0.0.1:{port}")]);
-    log_stderr(&mut cmd, d.tmp.path(), "producer");
+    let producer_log = log_stderr(&mut cmd, d.tmp.path(), "producer");
     let mut producer = ChildGuard::spawn(cmd);
     wait_for_status(port, "/readyz", 200, Duration::from_secs(30));
     wait_until(
@@ -125,7 +125,11 @@ fn endpoints_answer_before_and_after_assignment() {
     send_signal(producer.child(), libc::SIGTERM);
     let status = wait_exit(producer.child(), Duration::from_secs(10), "producer");
     producer.0 = None;
-    assert!(status.success());
+    assert!(
+        status.success(),
+        "producer {status}:\n{}",
+        read_log(&producer_log)
+    );
 
     // A taken port is a clear error, exit 1.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

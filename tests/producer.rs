@@ -260,3 +260,48 @@ fn bad_configuration_is_named_and_fails_fast() {
         "could not reach Kafka at 127.0.0.1:1",
     );
 }
+
+#[test]
+fn parallel_producers_commit_exactly_what_they_report() {
+    let topic = unique_topic("parallel");
+    let mut cmd = landfall(&["produce"]);
+    cmd.args([
+        "--topic",
+        &topic,
+        "--create-topic",
+        "--partitions",
+        "4",
+        "--count",
+        "30001",
+        "--txn-size",
+        "500",
+        "--abort-fraction",
+        "0.25",
+        "--producers",
+        "3",
+        "--seed",
+        "21",
+        "--clock",
+        "simulated",
+        "--transactional-id",
+        &topic,
+    ]);
+    let out = run_ok(cmd);
+    let summary = String::from_utf8_lossy(&out.stdout);
+    let committed: usize = summary
+        .split("committed ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary: {summary}"));
+    assert!(summary.starts_with("produced 30001 records"), "{summary}");
+    let seen = read_topic(&topic, "read_committed");
+    assert_eq!(seen.len(), committed, "{summary}");
+    let keys: HashSet<_> = seen.iter().map(|r| r.key.clone()).collect();
+    assert_eq!(keys.len(), committed, "duplicate keys across producers");
+    let everything = read_topic(&topic, "read_uncommitted").len();
+    assert!(
+        everything > committed,
+        "no aborted transactions in {everything} records"
+    );
+}
