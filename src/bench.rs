@@ -20,6 +20,9 @@ pub struct Measurement {
     pub bytes: u64,
     pub wall_secs: f64,
     pub cpu_secs: f64,
+    /// CPU seconds the local broker spent meanwhile, when its pid is known
+    /// (`LANDFALL_BROKER_PID`, which `scripts/bench` sets).
+    pub broker_cpu_secs: Option<f64>,
 }
 
 impl Measurement {
@@ -32,6 +35,27 @@ impl Measurement {
     pub fn cpu_secs_per_million(&self) -> f64 {
         self.cpu_secs * 1e6 / self.events.max(1) as f64
     }
+    pub fn broker_cpu_secs_per_million(&self) -> Option<f64> {
+        self.broker_cpu_secs
+            .map(|c| c * 1e6 / self.events.max(1) as f64)
+    }
+}
+
+/// CPU time (user + system, all threads) of the local broker so far, from /proc.
+pub fn broker_cpu_secs() -> Option<f64> {
+    let pid: u32 = std::env::var("LANDFALL_BROKER_PID")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(ticks / hz.max(1.0))
 }
 
 /// CPU time (user + system) of this process so far, every thread included.
@@ -49,6 +73,7 @@ pub fn process_cpu_secs() -> f64 {
 /// Times `f`, which returns (events, bytes).
 pub fn measure<E>(name: &str, f: impl FnOnce() -> Result<(u64, u64), E>) -> Result<Measurement, E> {
     let cpu0 = process_cpu_secs();
+    let broker0 = broker_cpu_secs();
     let t0 = Instant::now();
     let (events, bytes) = f()?;
     Ok(Measurement {
@@ -57,6 +82,7 @@ pub fn measure<E>(name: &str, f: impl FnOnce() -> Result<(u64, u64), E>) -> Resu
         bytes,
         wall_secs: t0.elapsed().as_secs_f64(),
         cpu_secs: process_cpu_secs() - cpu0,
+        broker_cpu_secs: broker0.zip(broker_cpu_secs()).map(|(a, b)| b - a),
     })
 }
 
@@ -313,7 +339,9 @@ pub async fn consume(
                 args.push(dir.join(sub).to_string_lossy().into_owned());
             }
             args.extend(extra.iter().map(|s| s.to_string()));
+            let broker0 = broker_cpu_secs();
             let (wall, cpu, rss) = run_child(&args)?;
+            let broker = broker0.zip(broker_cpu_secs()).map(|(a, b)| b - a);
             let _ = std::fs::remove_dir_all(&dir);
             Ok((
                 Measurement {
@@ -329,6 +357,7 @@ pub async fn consume(
                     bytes,
                     wall_secs: wall,
                     cpu_secs: cpu,
+                    broker_cpu_secs: broker,
                 },
                 rss,
             ))
@@ -448,19 +477,29 @@ pub fn all_table(r: &AllReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<4}{:<38} {:>10} {:>11} {:>8} {:>9} {:>13} {:>13}",
-        "", "run", "events", "events/s", "MB/s", "wall s", "CPU s/1M ev", "peak RSS MB"
+        "{:<4}{:<42} {:>9} {:>10} {:>7} {:>7} {:>12} {:>15} {:>12}",
+        "",
+        "run",
+        "events",
+        "events/s",
+        "MB/s",
+        "wall s",
+        "CPU s/1M ev",
+        "broker CPU/1M",
+        "peak RSS MB"
     );
     for (tag, m, rss) in rows {
         let _ = writeln!(
             out,
-            "{tag:<4}{:<38} {:>10} {:>11.0} {:>8.1} {:>9.2} {:>13.2} {:>13}",
+            "{tag:<4}{:<42} {:>9} {:>10.0} {:>7.1} {:>7.2} {:>12.2} {:>15} {:>12}",
             m.name,
             m.events,
             m.events_per_sec(),
             m.mb_per_sec(),
             m.wall_secs,
             m.cpu_secs_per_million(),
+            m.broker_cpu_secs_per_million()
+                .map_or("-".to_string(), |c| format!("{c:.2}")),
             rss.map_or("-".to_string(), |r| format!("{r:.1}"))
         );
     }

@@ -386,7 +386,20 @@ impl Pipeline {
             }
         }
         st.position = r.offset + 1;
-        if !closed.is_empty() {
+        // Rejects are cut whenever the watermark passes a window boundary, whether or not a
+        // window was open there. A replay from a commit point may lack windows whose records
+        // all lie before it, but its watermark moves exactly as the first run's did, so it
+        // cuts at the same offsets and never lands a reject in a second, differently cut file.
+        let size = self.cfg.window.size_ms;
+        let crossed = match (
+            progress_before.watermark_ms,
+            st.windows.progress().watermark_ms,
+        ) {
+            (Some(before), Some(after)) => after.div_euclid(size) > before.div_euclid(size),
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        if !closed.is_empty() || (crossed && !st.rejects.items.is_empty()) {
             self.land(r.partition, closed, r.offset + 1, Instant::now())?;
         }
         Ok(())
@@ -576,5 +589,135 @@ impl Pipeline {
             }
         }
         self.totals.commits += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::readback::{parquet_files, read_reject_file};
+
+    fn config(root: &std::path::Path) -> ConsumeConfig {
+        ConsumeConfig {
+            kafka: KafkaSettings {
+                brokers: "127.0.0.1:1".into(),
+                topic: "t".into(),
+                connect_timeout: Duration::from_secs(1),
+            },
+            group: "g".into(),
+            instance_id: None,
+            campaigns: root.join("campaigns.csv"),
+            output_dir: root.join("report"),
+            rejects_dir: root.join("rejects"),
+            state_dir: root.join("state"),
+            window: WindowConfig {
+                size_ms: 60_000,
+                lateness_ms: 60_000,
+            },
+            idle_timeout: Duration::from_secs(3600),
+            max_future_skew_ms: i64::MAX / 4,
+            checkpoint_interval: Duration::from_secs(3600),
+            exit_on_idle: false,
+            unsafe_no_durability: false,
+            http_addr: None,
+        }
+    }
+
+    /// A pipeline over `root`'s directories, with partition 0 starting at `commit`.
+    fn pipeline(root: &std::path::Path, store: &str, commit: Option<CommitPoint>) -> Pipeline {
+        let cfg = config(root);
+        for d in [&cfg.output_dir, &cfg.rejects_dir] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let table = CampaignTable::parse(
+            &cfg.campaigns,
+            b"network_id,campaign_id,campaign_name\n1,10,Campaign 10\n",
+        )
+        .unwrap();
+        let store = StateStore::open(&root.join(store)).unwrap();
+        let mut p = Pipeline::new(cfg.clone(), Arc::new(table), store);
+        let position = commit.map_or(-1, |c| c.offset);
+        p.parts
+            .insert(0, PartitionState::fresh(0, cfg.window, commit, position));
+        p
+    }
+
+    /// Event ending `end_secs` after the epoch, or an invalid record.
+    fn value(end_secs: Option<i64>) -> Vec<u8> {
+        match end_secs {
+            Some(e) => format!(
+                r#"{{"viewId":"v","startTimestamp":"{}","endTimestamp":"{}","bannerId":1,"campaignId":10}}"#,
+                crate::event::format_timestamp((e - 1) * 1000),
+                crate::event::format_timestamp(e * 1000)
+            )
+            .into_bytes(),
+            None => b"not json".to_vec(),
+        }
+    }
+
+    fn feed(p: &mut Pipeline, log: &[Vec<u8>], from: usize, to: usize) {
+        for (o, v) in log.iter().enumerate().take(to).skip(from) {
+            p.handle(Record {
+                partition: 0,
+                offset: o as i64,
+                key: None,
+                value: Some(v),
+                timestamp_ms: Some(0),
+            })
+            .unwrap();
+        }
+    }
+
+    /// Reject offsets with the file each is in; fails on a reject in two files.
+    fn rejects(root: &std::path::Path) -> BTreeMap<i64, PathBuf> {
+        let mut out = BTreeMap::new();
+        for f in parquet_files(&root.join("rejects")).unwrap() {
+            for r in read_reject_file(&f).unwrap().rows {
+                if let Some(prev) = out.insert(r.offset, f.clone()) {
+                    panic!(
+                        "reject at {} in {} and {}",
+                        r.offset,
+                        prev.display(),
+                        f.display()
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// Window A has its only record before the commit point and closes after it; a reject
+    /// lies between. The replay has no window A, yet must cut the rejects where the first run
+    /// did, or the reject lands in a second file.
+    #[test]
+    fn a_replay_cuts_rejects_where_the_first_run_did() {
+        let log = vec![
+            value(Some(10)),  // 0: window [0, 60) opens
+            value(Some(70)),  // 1: window [60, 120) opens, watermark 10 s
+            value(Some(80)),  // 2
+            value(None),      // 3: a reject
+            value(Some(125)), // 4: watermark 65 s closes [0, 60): cut at 5
+            value(Some(185)), // 5: watermark 125 s closes [60, 120)
+        ];
+        let clean = tempfile::tempdir().unwrap();
+        let mut p = pipeline(clean.path(), "state", None);
+        feed(&mut p, &log, 0, log.len());
+        let want = rejects(clean.path());
+
+        let crashy = tempfile::tempdir().unwrap();
+        let mut first = pipeline(crashy.path(), "state-1", None);
+        feed(&mut first, &log, 0, 5);
+        let commit = first.checkpoint(None).unwrap()[0].1;
+        assert_eq!(commit.offset, 1, "the oldest open window starts at 1");
+        drop(first); // the crash: the rest of the log is replayed from the commit
+        let mut replay = pipeline(crashy.path(), "state-2", Some(commit));
+        feed(&mut replay, &log, 1, log.len());
+        let got = rejects(crashy.path());
+        let names = |m: &BTreeMap<i64, PathBuf>| -> Vec<_> {
+            m.values()
+                .map(|p| p.file_name().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(names(&got), names(&want));
     }
 }

@@ -128,6 +128,7 @@ pub fn read_windows(dir: &Path) -> BTreeMap<i32, Cells> {
 /// (partition, offset) -> reason, from the rejects directory. Fails on a duplicate.
 pub fn read_rejects(dir: &Path) -> BTreeMap<(i32, i64), String> {
     let mut out = BTreeMap::new();
+    let mut seen_in: BTreeMap<(i32, i64), PathBuf> = BTreeMap::new();
     for rel in parquet_files(dir) {
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(dir.join(&rel)).unwrap())
             .unwrap()
@@ -151,16 +152,17 @@ pub fn read_rejects(dir: &Path) -> BTreeMap<(i32, i64), String> {
                 .as_string::<i32>()
                 .clone();
             for i in 0..b.num_rows() {
-                let prev = out.insert(
-                    (partition.value(i), offset.value(i)),
-                    reason.value(i).to_string(),
-                );
+                let k = (partition.value(i), offset.value(i));
+                let prev = out.insert(k, reason.value(i).to_string());
                 assert!(
                     prev.is_none(),
-                    "reject {}@{} appears twice",
-                    partition.value(i),
-                    offset.value(i)
+                    "reject {}@{} appears twice: in {:?} and {rel:?} (of {} reject files)",
+                    k.0,
+                    k.1,
+                    seen_in.get(&k),
+                    parquet_files(dir).len()
                 );
+                seen_in.insert(k, rel.clone());
             }
             assert!(!reason.is_nullable() || reason.null_count() == 0);
         }
