@@ -88,22 +88,39 @@ pub fn measure<E>(name: &str, f: impl FnOnce() -> Result<(u64, u64), E>) -> Resu
 
 /// Renders measurements as a fixed-width table.
 pub fn table(rows: &[Measurement]) -> String {
+    let rows: Vec<_> = rows.iter().map(|m| ("", m, None)).collect();
+    render_rows(&rows)
+}
+
+/// One line per (tag, measurement, peak RSS in MB if measured).
+fn render_rows(rows: &[(&str, &Measurement, Option<f64>)]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<34} {:>10} {:>12} {:>9} {:>10} {:>14}",
-        "run", "events", "events/s", "MB/s", "wall s", "CPU s / 1M ev"
+        "{:<4}{:<42} {:>9} {:>10} {:>7} {:>7} {:>12} {:>15} {:>12}",
+        "",
+        "run",
+        "events",
+        "events/s",
+        "MB/s",
+        "wall s",
+        "CPU s/1M ev",
+        "broker CPU/1M",
+        "peak RSS MB"
     );
-    for m in rows {
+    for (tag, m, rss) in rows {
         let _ = writeln!(
             out,
-            "{:<34} {:>10} {:>12.0} {:>9.1} {:>10.2} {:>14.2}",
+            "{tag:<4}{:<42} {:>9} {:>10.0} {:>7.1} {:>7.2} {:>12.2} {:>15} {:>12}",
             m.name,
             m.events,
             m.events_per_sec(),
             m.mb_per_sec(),
             m.wall_secs,
-            m.cpu_secs_per_million()
+            m.cpu_secs_per_million(),
+            m.broker_cpu_secs_per_million()
+                .map_or("-".to_string(), |c| format!("{c:.2}")),
+            rss.map_or("-".to_string(), |r| format!("{r:.1}"))
         );
     }
     out
@@ -237,16 +254,20 @@ pub async fn produce(
 }
 
 /// Runs the `landfall` binary with `args` and returns (wall seconds, CPU seconds, peak RSS MB)
-/// of that child alone, from `wait4`.
+/// of that child alone. Time comes from `wait4`; the peak RSS is the child's own `VmHWM`, which
+/// it writes at exit (Linux's `ru_maxrss` of a child also counts the parent's memory at fork).
 fn run_child(args: &[String]) -> Result<(f64, f64, f64), BenchError> {
     let exe = std::env::current_exe().map_err(|source| BenchError::Io {
         path: "current_exe".into(),
         source,
     })?;
+    let rss_file = std::env::temp_dir().join(format!("landfall-bench-rss-{}", std::process::id()));
+    let _ = std::fs::remove_file(&rss_file);
     let t0 = Instant::now();
     let child = std::process::Command::new(&exe)
         .args(args)
         .env("LANDFALL_LOG", "warn")
+        .env("LANDFALL_PEAK_RSS_FILE", &rss_file)
         .stdout(std::process::Stdio::null())
         .spawn()
         .map_err(|source| BenchError::Io {
@@ -272,7 +293,7 @@ fn run_child(args: &[String]) -> Result<(f64, f64, f64), BenchError> {
     Ok((
         wall,
         tv(usage.ru_utime) + tv(usage.ru_stime),
-        usage.ru_maxrss as f64 / 1024.0,
+        peak_rss_kb(&rss_file).unwrap_or(usage.ru_maxrss as f64) / 1024.0,
     ))
 }
 
@@ -459,7 +480,7 @@ pub struct AllReport {
 /// The table of `bench all`: (a) to (e), with peak RSS where it was measured (child
 /// processes), and the ratios.
 pub fn all_table(r: &AllReport) -> String {
-    let rows = [
+    let mut out = render_rows(&[
         ("(a)", &r.consume.bare, None),
         (
             "(b)",
@@ -473,36 +494,7 @@ pub fn all_table(r: &AllReport) -> String {
         ),
         ("(d)", &r.produce.bare, None),
         ("(e)", &r.produce.landfall, None),
-    ];
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<4}{:<42} {:>9} {:>10} {:>7} {:>7} {:>12} {:>15} {:>12}",
-        "",
-        "run",
-        "events",
-        "events/s",
-        "MB/s",
-        "wall s",
-        "CPU s/1M ev",
-        "broker CPU/1M",
-        "peak RSS MB"
-    );
-    for (tag, m, rss) in rows {
-        let _ = writeln!(
-            out,
-            "{tag:<4}{:<42} {:>9} {:>10.0} {:>7.1} {:>7.2} {:>12.2} {:>15} {:>12}",
-            m.name,
-            m.events,
-            m.events_per_sec(),
-            m.mb_per_sec(),
-            m.wall_secs,
-            m.cpu_secs_per_million(),
-            m.broker_cpu_secs_per_million()
-                .map_or("-".to_string(), |c| format!("{c:.2}")),
-            rss.map_or("-".to_string(), |r| format!("{r:.1}"))
-        );
-    }
+    ]);
     let _ = writeln!(
         out,
         "drain_ratio   b/a = {:.3}   (target >= 0.8)",
@@ -548,4 +540,19 @@ pub async fn all(
         produce,
         consume,
     })
+}
+
+/// This process's peak resident set (`VmHWM`), in kB.
+pub fn own_peak_rss_kb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn peak_rss_kb(file: &std::path::Path) -> Option<f64> {
+    let v = std::fs::read_to_string(file).ok()?.trim().parse().ok();
+    let _ = std::fs::remove_file(file);
+    v
 }

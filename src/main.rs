@@ -38,7 +38,14 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    let result = runtime.block_on(run(cli.command));
+    // For the benchmarks: this process's own peak RSS, which a parent cannot see exactly.
+    if let Ok(path) = std::env::var("LANDFALL_PEAK_RSS_FILE") {
+        if let Some(kb) = bench::own_peak_rss_kb() {
+            let _ = std::fs::write(path, format!("{kb}\n"));
+        }
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let usage = e.downcast_ref::<config::ConfigError>().is_some();
