@@ -6,18 +6,13 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::readback::{parquet_files, read_window_file, ReadError};
+use crate::readback::{parquet_files, read_window_file, ReadError, WindowFileRow};
 use crate::window::Agg;
 
-/// One merged row.
+/// One merged row: a window file row whose aggregate covers every partition.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowRow {
-    pub window_start_us: i64,
-    pub window_end_us: i64,
-    pub network_id: Option<i64>,
-    pub campaign_id: i64,
-    pub campaign_name: Option<String>,
-    pub agg: Agg,
+    pub row: WindowFileRow,
     /// How many partition files contributed.
     pub files: u32,
 }
@@ -27,19 +22,17 @@ pub fn read_merged(dir: &Path) -> Result<Vec<WindowRow>, ReadError> {
     let mut merged: BTreeMap<(i64, i64), WindowRow> = BTreeMap::new();
     for path in parquet_files(dir)? {
         for r in read_window_file(&path)?.rows {
-            let row = merged
+            let m = merged
                 .entry((r.window_start_us, r.campaign_id))
                 .or_insert_with(|| WindowRow {
-                    window_start_us: r.window_start_us,
-                    window_end_us: r.window_end_us,
-                    network_id: r.network_id,
-                    campaign_id: r.campaign_id,
-                    campaign_name: r.campaign_name.clone(),
-                    agg: Agg::empty(),
+                    row: WindowFileRow {
+                        agg: Agg::empty(),
+                        ..r.clone()
+                    },
                     files: 0,
                 });
-            row.agg.merge(&r.agg);
-            row.files += 1;
+            m.row.agg.merge(&r.agg);
+            m.files += 1;
         }
     }
     Ok(merged.into_values().collect())
@@ -69,7 +62,7 @@ pub fn render_table(rows: &[WindowRow], limit: usize) -> String {
     };
     let cells: Vec<[String; 7]> = rows[..shown]
         .iter()
-        .map(|r| {
+        .map(|WindowRow { row: r, .. }| {
             [
                 ts(r.window_start_us),
                 ts(r.window_end_us),

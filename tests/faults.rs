@@ -104,6 +104,45 @@ impl Drop for OwnBroker {
     }
 }
 
+/// The consumer stopped with exit 1 and an error saying every part of `why`, and committed
+/// nothing past what it could not write: `verify` finds no discrepancy, and some records are
+/// still pending.
+fn assert_stopped_cleanly(
+    status: std::process::ExitStatus,
+    log: &std::path::Path,
+    why: &[&str],
+    topic: &str,
+    group: &str,
+    d: &Dirs,
+    ledger: &mut Ledger,
+) {
+    let stderr = read_log(log);
+    ledger.faults += 1;
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "expected a clean failure:\n{stderr}"
+    );
+    for w in why {
+        assert!(
+            stderr.contains(w),
+            "the error does not say {w:?}:\n{stderr}"
+        );
+    }
+    let v = assert_no_discrepancy(verify(topic, Some(group), d), ledger);
+    assert!(v.int("pending_records") > 0, "{}", v.report);
+}
+
+/// With the fault cleared: a restart runs to the end, the output is byte-identical to a run
+/// that never saw the fault, and `verify` finds nothing.
+fn finish_after_the_fault(topic: &str, group: &str, d: &Dirs, mut ledger: Ledger) {
+    ledger.restarts += 1;
+    consume_to_end(topic, group, d);
+    assert_same_output(&clean_run(topic), d);
+    assert_verified(topic, Some(group), d, &mut ledger);
+    ledger.book();
+}
+
 #[test]
 fn broker_down_at_start_and_killed_mid_run_loses_nothing() {
     let mut ledger = Ledger::new("broker_restart");
@@ -219,24 +258,20 @@ fn disk_full_stops_without_commit_and_resumes_once_space_is_freed() {
         "consumer on a full disk",
     );
     child.0 = None;
-    let stderr = read_log(&log);
-    ledger.faults += 1;
-    assert_eq!(
-        status.code(),
-        Some(1),
-        "expected a clean failure:\n{stderr}"
-    );
-    assert!(
-        stderr.contains("No space left on device"),
-        "the error does not say the disk is full:\n{stderr}"
+    assert_stopped_cleanly(
+        status,
+        &log,
+        &["No space left on device"],
+        &topic,
+        &group,
+        &d,
+        &mut ledger,
     );
     assert!(
         window_file_count(&d) > 10,
         "some windows landed before the disk filled"
     );
-    // Nothing committed past the unwritten windows, and no debris left to keep the disk full.
-    let v = assert_no_discrepancy(verify(&topic, Some(&group), &d), &mut ledger);
-    assert!(v.int("pending_records") > 0, "{}", v.report);
+    // No debris left to keep the disk full.
     let temps = std::fs::read_dir(&d.report)
         .into_iter()
         .flatten()
@@ -246,11 +281,7 @@ fn disk_full_stops_without_commit_and_resumes_once_space_is_freed() {
     assert_eq!(temps, 0, "temporary files left on the full disk");
 
     mount(&["-o", "remount,size=64m", path_str(&d.report)]);
-    ledger.restarts += 1;
-    consume_to_end(&topic, &group, &d);
-    assert_same_output(&clean_run(&topic), &d);
-    assert_verified(&topic, Some(&group), &d, &mut ledger);
-    ledger.book();
+    finish_after_the_fault(&topic, &group, &d, ledger);
 }
 
 #[test]
@@ -268,26 +299,11 @@ fn read_only_output_fails_clearly_and_loses_nothing() {
     let mut cmd = consume_cmd(&topic, &group, &d, true);
     let log = log_stderr(&mut cmd, d.tmp.path(), "ro");
     let status = cmd.status().expect("spawn consumer");
-    let stderr = read_log(&log);
-    ledger.faults += 1;
-    assert_eq!(
-        status.code(),
-        Some(1),
-        "expected a clean failure:\n{stderr}"
-    );
-    assert!(
-        stderr.contains("Read-only file system") && stderr.contains(path_str(&d.report)),
-        "the error does not name the read-only directory:\n{stderr}"
-    );
-    let v = assert_no_discrepancy(verify(&topic, Some(&group), &d), &mut ledger);
-    assert!(v.int("pending_records") > 0);
+    let why = ["Read-only file system", path_str(&d.report)];
+    assert_stopped_cleanly(status, &log, &why, &topic, &group, &d, &mut ledger);
 
     drop(m);
-    ledger.restarts += 1;
-    consume_to_end(&topic, &group, &d);
-    assert_same_output(&clean_run(&topic), &d);
-    assert_verified(&topic, Some(&group), &d, &mut ledger);
-    ledger.book();
+    finish_after_the_fault(&topic, &group, &d, ledger);
 }
 
 #[test]
@@ -331,11 +347,7 @@ fn output_dir_removed_mid_run_is_an_error_not_a_fresh_start() {
     assert_no_discrepancy(v, &mut ledger);
 
     std::fs::rename(&gone, &d.report).unwrap();
-    ledger.restarts += 1;
-    consume_to_end(&topic, &group, &d);
-    assert_same_output(&clean_run(&topic), &d);
-    assert_verified(&topic, Some(&group), &d, &mut ledger);
-    ledger.book();
+    finish_after_the_fault(&topic, &group, &d, ledger);
 }
 
 #[test]

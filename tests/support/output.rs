@@ -50,17 +50,10 @@ pub fn tree_bytes(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 }
 
 fn footer(path: &Path) -> BTreeMap<String, String> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
-    builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .map(|kv| {
-            kv.iter()
-                .map(|k| (k.key.clone(), k.value.clone().unwrap_or_default()))
-                .collect()
-        })
-        .unwrap_or_default()
+    landfall::readback::read_window_file(path)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .footer
+        .0
 }
 
 /// Window cells per partition, read from the report directory's files.
