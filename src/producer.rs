@@ -376,7 +376,10 @@ fn run_one(
         }
         if shutdown.is_cancelled() {
             // The batch may be short of what the plan wanted: abort it rather than commit a
-            // partial transaction, and say so in the summary.
+            // partial transaction, and say so in the summary. Let what was sent be delivered
+            // first: aborting with records in flight purges them, and the broker can then
+            // refuse the EndTxn (INVALID_TXN_STATE), which librdkafka treats as fatal.
+            drain(&producer);
             abort(&producer)?;
             summary.aborted_txns += 1;
             summary.aborted_records += batch.len() as u64;
