@@ -134,11 +134,26 @@ fn parse_plain_timestamp(b: &[u8]) -> Option<i64> {
             ms += (c - b'0') as i64 * [100, 10, 1][i];
         }
     }
-    // Reject impossible dates (Feb 30) by round-tripping the day count.
-    let days = days_from_civil(y, mo as u32, d as u32);
-    if crate::event::civil_from_days(days) != (y, mo as u32, d as u32) {
+    // Reject impossible dates (Feb 30, Apr 31).
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if d > month_days[(mo - 1) as usize] {
         return None;
     }
+    let days = days_from_civil(y, mo as u32, d as u32);
     Some(((days * 24 + h) * 60 + mi) * 60_000 + sec * 1000 + ms)
 }
 
@@ -300,6 +315,8 @@ mod tests {
             "2024-09-13T06:49:12.123",
             "2024-09-13T06:49:12",
             "2024-02-29T23:59:59.9",
+            "2000-02-29T00:00:00",
+            "2023-04-30T12:00:00",
             "1969-12-31T23:59:59.999999",
             "2000-01-01T00:00:00.000",
         ] {
@@ -311,6 +328,8 @@ mod tests {
         }
         for s in [
             "2023-02-29T00:00:00",
+            "1900-02-29T00:00:00",
+            "2023-04-31T00:00:00",
             "2024-13-01T00:00:00",
             "2024-09-13T06:49:12.",
             "2024-09-13 06:49:12",
