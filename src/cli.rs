@@ -421,71 +421,24 @@ pub enum BenchCommand {
     Consume(BenchConsumeArgs),
 }
 
+/// What every benchmark takes: the broker, the topics' partitions, and where to write JSON.
 #[derive(Debug, Clone, Args)]
-pub struct BenchAllArgs {
+pub struct BenchCommon {
     #[command(flatten)]
     pub kafka: KafkaArgs,
-
-    /// Events per measurement.
-    #[arg(long, env = "LANDFALL_BENCH_EVENTS", default_value_t = 5_000_000)]
-    pub events: u64,
 
     /// Partitions of the benchmark topics.
     #[arg(long, env = "LANDFALL_BENCH_PARTITIONS", default_value_t = 6)]
     pub partitions: i32,
-
-    /// Records per transaction for the transactional producer.
-    #[arg(long, env = "LANDFALL_TXN_SIZE", default_value_t = 1000)]
-    pub txn_size: usize,
-
-    /// Transactional producers side by side in the producer measurement (e).
-    #[arg(long, env = "LANDFALL_PRODUCERS", default_value_t = 4)]
-    pub producers: usize,
-
-    /// Scratch directory for the consumers' output (removed afterwards).
-    #[arg(long, env = "LANDFALL_BENCH_DIR", default_value = "target/bench")]
-    pub work_dir: std::path::PathBuf,
 
     /// Write the figures as JSON to this file.
     #[arg(long, env = "LANDFALL_BENCH_JSON")]
     pub json: Option<std::path::PathBuf>,
 }
 
+/// How the transactional producer is run in a producer measurement.
 #[derive(Debug, Clone, Args)]
-pub struct BenchConsumeArgs {
-    #[command(flatten)]
-    pub kafka: KafkaArgs,
-
-    /// Events to pre-load.
-    #[arg(long, env = "LANDFALL_BENCH_EVENTS", default_value_t = 2_000_000)]
-    pub events: u64,
-
-    /// Partitions of the benchmark topic.
-    #[arg(long, env = "LANDFALL_BENCH_PARTITIONS", default_value_t = 6)]
-    pub partitions: i32,
-
-    /// Scratch directory for the consumers' output (removed afterwards).
-    #[arg(long, env = "LANDFALL_BENCH_DIR", default_value = "target/bench")]
-    pub work_dir: std::path::PathBuf,
-
-    /// Write the figures as JSON to this file.
-    #[arg(long, env = "LANDFALL_BENCH_JSON")]
-    pub json: Option<std::path::PathBuf>,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct BenchProduceArgs {
-    #[command(flatten)]
-    pub kafka: KafkaArgs,
-
-    /// Records to send in each measurement.
-    #[arg(long, env = "LANDFALL_BENCH_EVENTS", default_value_t = 1_000_000)]
-    pub events: u64,
-
-    /// Partitions of the benchmark topics.
-    #[arg(long, env = "LANDFALL_BENCH_PARTITIONS", default_value_t = 6)]
-    pub partitions: i32,
-
+pub struct BenchProducer {
     /// Records per transaction for the transactional producer.
     #[arg(long, env = "LANDFALL_TXN_SIZE", default_value_t = 1000)]
     pub txn_size: usize,
@@ -493,8 +446,48 @@ pub struct BenchProduceArgs {
     /// Transactional producers side by side in the landfall measurement.
     #[arg(long, env = "LANDFALL_PRODUCERS", default_value_t = 4)]
     pub producers: usize,
+}
 
-    /// Write the figures as JSON to this file.
-    #[arg(long, env = "LANDFALL_BENCH_JSON")]
-    pub json: Option<std::path::PathBuf>,
+#[derive(Debug, Clone, Args)]
+pub struct BenchAllArgs {
+    #[command(flatten)]
+    pub common: BenchCommon,
+
+    /// Events per measurement.
+    #[arg(long, env = "LANDFALL_BENCH_EVENTS", default_value_t = 5_000_000)]
+    pub events: u64,
+
+    #[command(flatten)]
+    pub producer: BenchProducer,
+
+    /// Scratch directory for the consumers' output (removed afterwards).
+    #[arg(long, env = "LANDFALL_BENCH_DIR", default_value = "target/bench")]
+    pub work_dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchConsumeArgs {
+    #[command(flatten)]
+    pub common: BenchCommon,
+
+    /// Events to pre-load.
+    #[arg(long, env = "LANDFALL_BENCH_EVENTS", default_value_t = 2_000_000)]
+    pub events: u64,
+
+    /// Scratch directory for the consumers' output (removed afterwards).
+    #[arg(long, env = "LANDFALL_BENCH_DIR", default_value = "target/bench")]
+    pub work_dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchProduceArgs {
+    #[command(flatten)]
+    pub common: BenchCommon,
+
+    /// Records to send in each measurement.
+    #[arg(long, env = "LANDFALL_BENCH_EVENTS", default_value_t = 1_000_000)]
+    pub events: u64,
+
+    #[command(flatten)]
+    pub producer: BenchProducer,
 }

@@ -132,6 +132,13 @@ pub struct TopicSpec {
     pub replication: i32,
 }
 
+/// Kafka settings alone, for commands that need nothing else validated.
+pub fn kafka_only(args: &KafkaArgs) -> Result<KafkaSettings, ConfigError> {
+    let mut problems = Problems::default();
+    let kafka = kafka_settings(args, &mut problems);
+    problems.finish(kafka)
+}
+
 pub fn produce_config(
     args: &ProduceArgs,
 ) -> Result<(ProduceConfig, Option<TopicSpec>), ConfigError> {

@@ -24,7 +24,7 @@ impl ClientContext for QuietEof {
 /// Logs a librdkafka client error, except end-of-partition, which readers expect. The same
 /// error again within 10 s is not repeated (a broker that is down reports itself constantly).
 pub fn log_client_error(error: KafkaError, reason: &str) {
-    static LAST: std::sync::Mutex<Option<(String, Instant)>> = std::sync::Mutex::new(None);
+    static SEEN: std::sync::Mutex<Repeats> = std::sync::Mutex::new(Repeats::new());
     let eof = matches!(
         error,
         KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
@@ -33,14 +33,40 @@ pub fn log_client_error(error: KafkaError, reason: &str) {
         return;
     }
     let text = error.to_string();
-    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((t, at)) = last.as_ref() {
-        if *t == text && at.elapsed() < Duration::from_secs(10) {
-            return;
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(repeated) = seen.admit(&text) {
+        warn!(error = %text, reason, repeated, "librdkafka error");
+    }
+}
+
+/// Lets a message through once, then the same message again at most every 10 s, counting
+/// what it held back (a broker that is down reports itself constantly).
+#[derive(Debug, Default)]
+pub struct Repeats {
+    last: Option<(String, Instant)>,
+    suppressed: u64,
+}
+
+impl Repeats {
+    pub const fn new() -> Self {
+        Repeats {
+            last: None,
+            suppressed: 0,
         }
     }
-    warn!(error = %text, reason, "librdkafka error");
-    *last = Some((text, Instant::now()));
+
+    /// Some(how many repeats were held back since the last one let through) if `text` should
+    /// be logged now.
+    pub fn admit(&mut self, text: &str) -> Option<u64> {
+        if let Some((t, at)) = &self.last {
+            if t == text && at.elapsed() < Duration::from_secs(10) {
+                self.suppressed += 1;
+                return None;
+            }
+        }
+        self.last = Some((text.to_string(), Instant::now()));
+        Some(std::mem::take(&mut self.suppressed))
+    }
 }
 
 impl rdkafka::consumer::ConsumerContext for QuietEof {}

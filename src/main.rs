@@ -143,9 +143,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Peek(args) => {
-            let mut problems = config::Problems::default();
-            let kafka = config::kafka_settings(&args.kafka, &mut problems);
-            problems.finish(())?;
+            let kafka = config::kafka_only(&args.kafka)?;
             let seen = tokio::task::spawn_blocking(move || peek::peek(&kafka, args.limit))
                 .await
                 .context("reader thread")??;
@@ -163,9 +161,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             // The group's commit metadata names the window settings; read it first.
             let signature = match &args.group {
                 Some(group) => {
-                    let mut problems = config::Problems::default();
-                    let kafka = config::kafka_settings(&args.kafka, &mut problems);
-                    problems.finish(())?;
+                    let kafka = config::kafka_only(&args.kafka)?;
                     let group = group.clone();
                     let committed = tokio::task::spawn_blocking(move || {
                         kafka::committed_offsets(&kafka, &group)
@@ -198,32 +194,23 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Bench(BenchCommand::All(args)) => {
-            let mut problems = config::Problems::default();
-            let kafka = config::kafka_settings(&args.kafka, &mut problems);
-            problems.finish(())?;
+            let kafka = config::kafka_only(&args.common.kafka)?;
             let r = bench::all(
                 &kafka,
                 args.events,
-                args.partitions,
-                args.txn_size,
-                args.producers,
+                args.common.partitions,
+                args.producer.txn_size,
+                args.producer.producers,
                 &args.work_dir,
             )
             .await?;
             print!("{}", bench::all_table(&r));
-            if let Some(path) = args.json {
-                let json = serde_json::to_vec_pretty(&r)?;
-                std::fs::write(&path, json)
-                    .with_context(|| format!("writing {}", path.display()))?;
-                println!("figures written to {}", path.display());
-            }
-            Ok(())
+            write_json(args.common.json, &r)
         }
         Command::Bench(BenchCommand::Consume(args)) => {
-            let mut problems = config::Problems::default();
-            let kafka = config::kafka_settings(&args.kafka, &mut problems);
-            problems.finish(())?;
-            let r = bench::consume(&kafka, args.events, args.partitions, &args.work_dir).await?;
+            let kafka = config::kafka_only(&args.common.kafka)?;
+            let r =
+                bench::consume(&kafka, args.events, args.common.partitions, &args.work_dir).await?;
             print!(
                 "{}",
                 bench::table(&[
@@ -244,23 +231,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 "consumer peak RSS = {:.1} MB (no durability: {:.1} MB)",
                 r.consumer_peak_rss_mb, r.no_durability_peak_rss_mb
             );
-            if let Some(path) = args.json {
-                let json = serde_json::to_vec_pretty(&r)?;
-                std::fs::write(&path, json)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            Ok(())
+            write_json(args.common.json, &r)
         }
         Command::Bench(BenchCommand::Produce(args)) => {
-            let mut problems = config::Problems::default();
-            let kafka = config::kafka_settings(&args.kafka, &mut problems);
-            problems.finish(())?;
+            let kafka = config::kafka_only(&args.common.kafka)?;
             let report = bench::produce(
                 &kafka,
                 args.events,
-                args.partitions,
-                args.txn_size,
-                args.producers,
+                args.common.partitions,
+                args.producer.txn_size,
+                args.producer.producers,
             )
             .await?;
             print!(
@@ -271,12 +251,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 "produce_ratio (landfall / bare) = {:.3}",
                 report.produce_ratio
             );
-            if let Some(path) = args.json {
-                let json = serde_json::to_vec_pretty(&report)?;
-                std::fs::write(&path, json)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            Ok(())
+            write_json(args.common.json, &report)
         }
     }
+}
+
+/// Writes a benchmark's figures as JSON, if a path was given.
+fn write_json(
+    path: Option<std::path::PathBuf>,
+    value: &impl serde::Serialize,
+) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        let json = serde_json::to_vec_pretty(value)?;
+        std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+        println!("figures written to {}", path.display());
+    }
+    Ok(())
 }

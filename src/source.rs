@@ -338,7 +338,7 @@ fn session(
     consumer.subscribe(&[&topic])?;
     info!(topic = %topic, group = %cfg.group, "consuming");
 
-    let mut noisy = RepeatedWarning::default();
+    let mut noisy = crate::kafka::Repeats::new();
     let mut last_size = Instant::now() - Duration::from_secs(5);
     let mut stopped_by_signal = false;
     let mut last_tick = Instant::now();
@@ -393,7 +393,9 @@ fn session(
                 if let Some((_, reason)) = consumer.client().fatal_error() {
                     return Err(ConsumeError::KafkaFatal(reason));
                 }
-                noisy.warn(&e);
+                if let Some(repeated) = noisy.admit(&e.to_string()) {
+                    warn!(error = %e, repeated, "consumer error; continuing");
+                }
             }
         }
         let now = Instant::now();
@@ -440,30 +442,6 @@ fn session(
         elapsed: started.elapsed(),
         stopped_by_signal,
     })
-}
-
-/// Logs a consumer error once, then the same error again at most every 10 s (a broker that
-/// is down reports itself on every poll).
-#[derive(Default)]
-struct RepeatedWarning {
-    last: Option<(String, Instant)>,
-    suppressed: u64,
-}
-
-impl RepeatedWarning {
-    fn warn(&mut self, e: &KafkaError) {
-        let text = e.to_string();
-        match &self.last {
-            Some((t, at)) if *t == text && at.elapsed() < Duration::from_secs(10) => {
-                self.suppressed += 1;
-            }
-            _ => {
-                warn!(error = %text, repeated = self.suppressed, "consumer error; continuing");
-                self.last = Some((text, Instant::now()));
-                self.suppressed = 0;
-            }
-        }
-    }
 }
 
 /// Consumer lag per partition: the partition's end (from the broker, via statistics) minus
