@@ -63,6 +63,30 @@ pub struct KafkaArgs {
     pub connect_timeout_secs: u64,
 }
 
+/// How the group spreads partitions over instances (librdkafka's
+/// `partition.assignment.strategy`). Every member of a group must use the same one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AssignmentStrategy {
+    /// Incremental: a rebalance moves only the partitions that change owner; the others keep
+    /// flowing.
+    CooperativeSticky,
+    /// Eager: every rebalance revokes every partition of every member first.
+    Range,
+    /// Eager, round robin.
+    Roundrobin,
+}
+
+impl AssignmentStrategy {
+    /// The value librdkafka takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssignmentStrategy::CooperativeSticky => "cooperative-sticky",
+            AssignmentStrategy::Range => "range",
+            AssignmentStrategy::Roundrobin => "roundrobin",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ClockArg {
     Real,
@@ -255,6 +279,16 @@ pub struct ConsumeArgs {
     #[arg(long, env = "LANDFALL_INSTANCE_ID")]
     pub instance_id: Option<String>,
 
+    /// How the group spreads partitions over instances. Every instance of a group must use
+    /// the same strategy.
+    #[arg(
+        long,
+        env = "LANDFALL_ASSIGNMENT_STRATEGY",
+        value_enum,
+        default_value = "cooperative-sticky"
+    )]
+    pub assignment_strategy: AssignmentStrategy,
+
     /// Campaign table (CSV with network_id,campaign_id,campaign_name).
     #[arg(
         long,
@@ -419,6 +453,8 @@ pub enum BenchCommand {
     Produce(BenchProduceArgs),
     /// Consumer drain: bare rdkafka versus `landfall consume`, with and without durability.
     Consume(BenchConsumeArgs),
+    /// Scale-out: the same topic drained by 1, 2, … instances in one group.
+    Scale(BenchScaleArgs),
 }
 
 /// What every benchmark takes: the broker, the topics' partitions, and where to write JSON.
@@ -473,6 +509,24 @@ pub struct BenchConsumeArgs {
     /// Events to pre-load.
     #[arg(long, env = "LANDFALL_BENCH_EVENTS", default_value_t = 2_000_000)]
     pub events: u64,
+
+    /// Scratch directory for the consumers' output (removed afterwards).
+    #[arg(long, env = "LANDFALL_BENCH_DIR", default_value = "target/bench")]
+    pub work_dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchScaleArgs {
+    #[command(flatten)]
+    pub common: BenchCommon,
+
+    /// Events to pre-load.
+    #[arg(long, env = "LANDFALL_BENCH_EVENTS", default_value_t = 2_000_000)]
+    pub events: u64,
+
+    /// Instance counts to measure, in turn.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub instances: Vec<usize>,
 
     /// Scratch directory for the consumers' output (removed afterwards).
     #[arg(long, env = "LANDFALL_BENCH_DIR", default_value = "target/bench")]

@@ -233,6 +233,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
             );
             write_json(args.common.json, &r)
         }
+        Command::Bench(BenchCommand::Scale(args)) => {
+            let kafka = config::kafka_only(&args.common.kafka)?;
+            let r = bench::scale(
+                &kafka,
+                args.events,
+                args.common.partitions,
+                &args.instances,
+                &args.work_dir,
+            )
+            .await?;
+            print!("{}", bench::scale_table(&r));
+            write_json(args.common.json, &r)
+        }
         Command::Bench(BenchCommand::Produce(args)) => {
             let kafka = config::kafka_only(&args.common.kafka)?;
             let report = bench::produce(

@@ -227,6 +227,17 @@ impl ConsumerMetrics {
         }
     }
 
+    /// A partition moved to another instance: its gauges disappear from this one's scrape
+    /// (the new owner reports them), so `max by (partition)` never picks a stale value.
+    /// Counters stay: they only ever add up across instances.
+    pub fn release_partition(&self, partition: i32) {
+        let p = partition.to_string();
+        let _ = self.open_windows.remove_label_values(&[&p]);
+        let _ = self.watermark.remove_label_values(&[&p]);
+        let _ = self.watermark_lag.remove_label_values(&[&p]);
+        let _ = self.lag.remove_label_values(&[&p]);
+    }
+
     pub fn invalid(&self, reason: RejectReason) {
         self.invalid.with_label_values(&[reason.as_str()]).inc();
     }

@@ -23,6 +23,7 @@ pub struct ConsumeConfig {
     pub kafka: KafkaSettings,
     pub group: String,
     pub instance_id: Option<String>,
+    pub assignment_strategy: crate::cli::AssignmentStrategy,
     pub campaigns: PathBuf,
     pub output_dir: PathBuf,
     pub rejects_dir: PathBuf,
@@ -473,19 +474,31 @@ impl Pipeline {
         result
     }
 
+    /// Partitions caught up for the idle timeout that have not been closed by it yet.
+    fn idle_due(&self, now: Instant) -> Vec<i32> {
+        self.parts
+            .iter()
+            .filter(|(_, st)| {
+                !st.idle_closed
+                    && st
+                        .caught_up_since
+                        .is_some_and(|since| now.duration_since(since) >= self.cfg.idle_timeout)
+            })
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// Whether `close_idle` would close anything now.
+    pub fn idle_close_due(&self, now: Instant) -> bool {
+        !self.idle_due(now).is_empty()
+    }
+
     fn close_idle_partitions(
         &mut self,
         now: Instant,
         wall_ms: i64,
     ) -> Result<usize, PipelineError> {
-        let mut due = Vec::new();
-        for (p, st) in &self.parts {
-            if let Some(since) = st.caught_up_since {
-                if !st.idle_closed && now.duration_since(since) >= self.cfg.idle_timeout {
-                    due.push(*p);
-                }
-            }
-        }
+        let due = self.idle_due(now);
         let mut landed = 0;
         for p in due {
             let Some(st) = self.parts.get_mut(&p) else {
@@ -606,6 +619,7 @@ mod tests {
             },
             group: "g".into(),
             instance_id: None,
+            assignment_strategy: crate::cli::AssignmentStrategy::CooperativeSticky,
             campaigns: root.join("campaigns.csv"),
             output_dir: root.join("report"),
             rejects_dir: root.join("rejects"),

@@ -1,6 +1,9 @@
 //! Benchmarks against a running broker. They print figures and ratios measured side by side in
 //! one run; they never pass or fail on time.
 
+mod scale;
+pub use scale::{scale, scale_table, ScaleReport};
+
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -257,44 +260,68 @@ pub async fn produce(
 /// of that child alone. Time comes from `wait4`; the peak RSS is the child's own `VmHWM`, which
 /// it writes at exit (Linux's `ru_maxrss` of a child also counts the parent's memory at fork).
 fn run_child(args: &[String]) -> Result<(f64, f64, f64), BenchError> {
-    let exe = std::env::current_exe().map_err(|source| BenchError::Io {
-        path: "current_exe".into(),
-        source,
-    })?;
-    let rss_file = std::env::temp_dir().join(format!("landfall-bench-rss-{}", std::process::id()));
-    let _ = std::fs::remove_file(&rss_file);
-    let t0 = Instant::now();
-    let child = std::process::Command::new(&exe)
-        .args(args)
-        .env("LANDFALL_LOG", "warn")
-        .env("LANDFALL_PEAK_RSS_FILE", &rss_file)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .map_err(|source| BenchError::Io {
-            path: exe.clone(),
+    Child::spawn(args, "")?.wait()
+}
+
+/// A `landfall` child process being measured.
+struct Child {
+    pid: libc::pid_t,
+    args: String,
+    rss_file: std::path::PathBuf,
+    started: Instant,
+}
+
+impl Child {
+    fn spawn(args: &[String], tag: &str) -> Result<Child, BenchError> {
+        let exe = std::env::current_exe().map_err(|source| BenchError::Io {
+            path: "current_exe".into(),
             source,
         })?;
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: waits for our own child and fills the rusage struct we own.
-    let usage = unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::wait4(pid, &mut status, 0, &mut u);
-        u
-    };
-    let wall = t0.elapsed().as_secs_f64();
-    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        return Err(BenchError::Thread(format!(
-            "landfall {} failed (status {status})",
-            args.join(" ")
-        )));
+        let rss_file =
+            std::env::temp_dir().join(format!("landfall-bench-rss-{}{tag}", std::process::id()));
+        let _ = std::fs::remove_file(&rss_file);
+        let started = Instant::now();
+        let child = std::process::Command::new(&exe)
+            .args(args)
+            .env("LANDFALL_LOG", "warn")
+            .env("LANDFALL_PEAK_RSS_FILE", &rss_file)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .map_err(|source| BenchError::Io {
+                path: exe.clone(),
+                source,
+            })?;
+        Ok(Child {
+            pid: child.id() as libc::pid_t,
+            args: args.join(" "),
+            rss_file,
+            started,
+        })
     }
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Ok((
-        wall,
-        tv(usage.ru_utime) + tv(usage.ru_stime),
-        peak_rss_kb(&rss_file).unwrap_or(usage.ru_maxrss as f64) / 1024.0,
-    ))
+
+    /// Waits for the child; (wall seconds since it started, CPU seconds, peak RSS MB).
+    fn wait(self) -> Result<(f64, f64, f64), BenchError> {
+        let mut status = 0;
+        // SAFETY: waits for our own child and fills the rusage struct we own.
+        let usage = unsafe {
+            let mut u: libc::rusage = std::mem::zeroed();
+            libc::wait4(self.pid, &mut status, 0, &mut u);
+            u
+        };
+        let wall = self.started.elapsed().as_secs_f64();
+        if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+            return Err(BenchError::Thread(format!(
+                "landfall {} failed (status {status})",
+                self.args
+            )));
+        }
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        Ok((
+            wall,
+            tv(usage.ru_utime) + tv(usage.ru_stime),
+            peak_rss_kb(&self.rss_file).unwrap_or(usage.ru_maxrss as f64) / 1024.0,
+        ))
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -336,29 +363,7 @@ pub async fn consume(
         })?;
         let landfall_run = |name: &str, extra: &[&str]| -> Result<(Measurement, f64), BenchError> {
             let dir = work.join(name);
-            let mut args: Vec<String> = [
-                "consume",
-                "--brokers",
-                &topic.brokers,
-                "--topic",
-                &topic.topic,
-                "--group",
-                &format!("bench-{name}-{run_id}"),
-                "--exit-on-idle",
-                "--idle-timeout-secs",
-                "0",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            for (flag, sub) in [
-                ("--output-dir", "report"),
-                ("--rejects-dir", "rejects"),
-                ("--state-dir", "state"),
-            ] {
-                args.push(flag.into());
-                args.push(dir.join(sub).to_string_lossy().into_owned());
-            }
+            let mut args = consume_args(&topic, &format!("bench-{name}-{run_id}"), &dir, "state");
             args.extend(extra.iter().map(|s| s.to_string()));
             let broker0 = broker_cpu_secs();
             let (wall, cpu, rss) = run_child(&args)?;
@@ -412,6 +417,40 @@ pub async fn consume(
     })
     .await
     .map_err(|e| BenchError::Thread(e.to_string()))?
+}
+
+/// `landfall consume --exit-on-idle` over `topic` for `group`, into `dir` (its state in
+/// `dir/<state>`).
+fn consume_args(
+    topic: &KafkaSettings,
+    group: &str,
+    dir: &std::path::Path,
+    state: &str,
+) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "consume",
+        "--brokers",
+        &topic.brokers,
+        "--topic",
+        &topic.topic,
+        "--group",
+        group,
+        "--exit-on-idle",
+        "--idle-timeout-secs",
+        "0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for (flag, sub) in [
+        ("--output-dir", "report"),
+        ("--rejects-dir", "rejects"),
+        ("--state-dir", state),
+    ] {
+        args.push(flag.into());
+        args.push(dir.join(sub).to_string_lossy().into_owned());
+    }
+    args
 }
 
 /// Reads every partition from the beginning to its end with read_committed, counting records

@@ -1,10 +1,13 @@
 //! Source: the Kafka consumer (read_committed, no auto-commit), its assignments and
 //! rebalances, and the poll loop that feeds the pipeline and drives checkpoints and commits.
+//! The per-record work runs on a worker thread: see [`feed`].
+
+mod feed;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
@@ -16,9 +19,10 @@ use tracing::{error, info, warn};
 use crate::enrich::CampaignTable;
 use crate::kafka::wait_for_topic;
 use crate::metrics;
-use crate::pipeline::{ConsumeConfig, Pipeline, PipelineError, Record, Totals};
+use crate::pipeline::{ConsumeConfig, Pipeline, PipelineError, Totals};
 use crate::sink::publish::{remove_stale_temps, STALE_TEMP_AGE};
 use crate::state::StateStore;
+use feed::Feed;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumeError {
@@ -37,6 +41,8 @@ pub enum ConsumeError {
          --instance-id, give each instance its own"
     )]
     KafkaFatal(String),
+    #[error("starting the pipeline worker thread: {0}")]
+    Worker(std::io::Error),
     #[error("output directory {path}: {source}")]
     Output {
         path: std::path::PathBuf,
@@ -47,7 +53,9 @@ pub enum ConsumeError {
 /// The consumer's context owns the pipeline, so rebalance callbacks (which run inside `poll`)
 /// can load state for new partitions and commit the ones being taken away.
 pub struct SourceContext {
-    pipeline: Mutex<Pipeline>,
+    pipeline: Arc<Mutex<Pipeline>>,
+    /// Records on their way to the pipeline worker.
+    feed: Feed,
     /// The first fatal error raised inside a callback; the poll loop stops on it.
     fatal: Mutex<Option<PipelineError>>,
     /// Each partition's end as the broker last reported it (the last stable offset, which is
@@ -72,6 +80,7 @@ impl SourceContext {
         consumer: &BaseConsumer<Self>,
         tpl: &mut TopicPartitionList,
     ) -> Result<(), PipelineError> {
+        self.feed.drain()?;
         let mut committed = None;
         for attempt in 1..=10 {
             match consumer.committed_offsets(tpl.clone(), Timeout::After(Duration::from_secs(10))) {
@@ -116,6 +125,8 @@ impl SourceContext {
         tpl: &TopicPartitionList,
     ) -> Result<(), PipelineError> {
         let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        // Everything polled from these partitions is processed before they are checkpointed.
+        self.feed.drain()?;
         let mut pipeline = self.pipeline();
         let lost = consumer.assignment_lost();
         let result = if lost {
@@ -124,16 +135,17 @@ impl SourceContext {
             warn!(partitions = ?partitions, "assignment lost; not committing for these partitions");
             Ok(())
         } else {
-            match checkpoint_and_commit(&mut pipeline, consumer, Some(&partitions)) {
+            match checkpoint_and_commit(&mut pipeline, consumer, Some(&partitions), false) {
                 Err(PipelineError::Commit(e)) => {
                     warn!(error = %e, partitions = ?partitions, "commit on revoke failed; the next owner replays from the last commit");
                     Ok(())
                 }
-                other => other,
+                other => other.map(|_| ()),
             }
         };
         for p in &partitions {
             pipeline.parts.remove(p);
+            metrics::consumer().release_partition(*p);
         }
         info!(partitions = ?partitions, lost, "partitions revoked");
         result
@@ -170,13 +182,25 @@ impl ConsumerContext for SourceContext {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
+        // With cooperative-sticky (the default) a rebalance only hands over the partitions
+        // that move: the lists are increments, and partitions that stay keep their state and
+        // keep flowing. With the eager protocol every partition is revoked and reassigned.
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 if let Err(e) = self.assign(consumer, tpl) {
                     self.fail(e);
                     return;
                 }
-                if let Err(e) = consumer.assign(tpl) {
+                let assigned = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = assigned {
                     self.fail(PipelineError::Recovery(format!(
                         "assigning partitions: {e}"
                     )));
@@ -189,30 +213,42 @@ impl ConsumerContext for SourceContext {
                 if let Err(e) = self.revoke(consumer, tpl) {
                     self.fail(e);
                 }
-                if let Err(e) = consumer.unassign() {
+                let unassigned = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = unassigned {
                     warn!(error = %e, "unassign failed");
                 }
+                // The partitions that stay keep flowing; an eager revoke is followed by an
+                // assignment, which sets it again.
+                metrics::consumer().process.set_ready(cooperative);
             }
             other => warn!(error = ?other, "unexpected rebalance event"),
         }
     }
 }
 
-/// Checkpoints to sled, then commits the resulting offsets (with metadata) to Kafka.
+/// Checkpoints to sled, then commits the resulting offsets (with metadata) to Kafka; with
+/// `force`, also when they did not change, so the broker confirms that this instance still
+/// belongs to the group's current generation. Returns whether the commit went through (or
+/// was not needed).
 fn checkpoint_and_commit(
     pipeline: &mut Pipeline,
     consumer: &BaseConsumer<SourceContext>,
     only: Option<&[i32]>,
-) -> Result<(), PipelineError> {
+    force: bool,
+) -> Result<bool, PipelineError> {
     let points = pipeline.checkpoint(only)?;
     if points.is_empty() || pipeline.cfg.unsafe_no_durability {
-        return Ok(());
+        return Ok(true);
     }
     let unchanged = points
         .iter()
         .all(|(p, c)| pipeline.parts.get(p).and_then(|s| s.committed) == Some(*c));
-    if unchanged {
-        return Ok(());
+    if unchanged && !force {
+        return Ok(true);
     }
     let sig = pipeline.cfg.signature();
     let mut tpl = TopicPartitionList::new();
@@ -230,12 +266,12 @@ fn checkpoint_and_commit(
         Ok(()) => {
             crate::failpoint::hit("after-kafka-commit");
             pipeline.committed(&points);
-            Ok(())
+            Ok(true)
         }
         // Nothing is lost by a failed commit: the files and the state store are durable, and
         // Kafka keeps the previous commit, from which a restart replays. So it is retried at
         // the next checkpoint, for a while.
-        Err(e) => pipeline.commit_failed(e),
+        Err(e) => pipeline.commit_failed(e).map(|()| false),
     }
 }
 
@@ -308,8 +344,10 @@ fn session(
     metrics::consumer().init_campaigns(&table);
     let store = StateStore::open(&cfg.state_dir)?;
     let topic = cfg.kafka.topic.clone();
+    let pipeline = Arc::new(Mutex::new(Pipeline::new(cfg.clone(), table, store)));
     let context = SourceContext {
-        pipeline: Mutex::new(Pipeline::new(cfg.clone(), table, store)),
+        feed: Feed::start(pipeline.clone()).map_err(ConsumeError::Worker)?,
+        pipeline,
         fatal: Mutex::new(None),
         ends: Mutex::new(Default::default()),
         topic: topic.clone(),
@@ -327,6 +365,10 @@ fn session(
         // A committed offset that the log no longer has is an error, never a silent reset.
         .set("auto.offset.reset", "error")
         .set("session.timeout.ms", "10000")
+        .set(
+            "partition.assignment.strategy",
+            cfg.assignment_strategy.as_str(),
+        )
         .set("fetch.wait.max.ms", "100")
         // Partition ends for the lag metric come with these statistics.
         .set("statistics.interval.ms", "1000")
@@ -360,18 +402,14 @@ fn session(
         {
             return Err(e.into());
         }
-        let mut pipeline = consumer.context().pipeline();
+        let feed = &consumer.context().feed;
+        // The clock is read once per batch, not once per record.
+        let mut batch_sent = false;
         match polled {
             None => {}
             Some(Ok(m)) => {
                 eof_pending.remove(&m.partition());
-                pipeline.handle(Record {
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    key: m.key(),
-                    value: m.payload(),
-                    timestamp_ms: m.timestamp().to_millis(),
-                })?
+                batch_sent = feed.push(&m)?;
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 eof_pending.insert(p);
@@ -398,9 +436,15 @@ fn session(
                 }
             }
         }
+        if !(idle_poll || batch_sent || !eof_pending.is_empty()) {
+            continue;
+        }
         let now = Instant::now();
         if idle_poll || now.duration_since(last_tick) >= Duration::from_millis(200) {
             last_tick = now;
+            // From here on the pipeline has seen every record polled so far.
+            feed.drain()?;
+            let mut pipeline = consumer.context().pipeline();
             eof_pending.retain(|p| {
                 if !pipeline.parts.contains_key(p) {
                     return false;
@@ -412,7 +456,16 @@ fn session(
                 true
             });
             let wall_ms = chrono::Utc::now().timestamp_millis();
-            pipeline.close_idle(now, wall_ms)?;
+            // An idle close is the one decision the log does not make (the wall clock does).
+            // So it is fenced: a forced commit first proves that this instance still owns its
+            // partitions (the broker refuses a zombie's stale generation), and a commit right
+            // after puts the decision in Kafka before anything else can depend on it.
+            if pipeline.idle_close_due(now)
+                && checkpoint_and_commit(&mut pipeline, &consumer, None, true)?
+            {
+                pipeline.close_idle(now, wall_ms)?;
+                checkpoint_and_commit(&mut pipeline, &consumer, None, false)?;
+            }
             update_lag(&consumer, &pipeline, &topic);
             pipeline.update_gauges(wall_ms);
             if now.duration_since(last_size) >= Duration::from_secs(5) {
@@ -422,18 +475,19 @@ fn session(
                     .set(pipeline.store.size_on_disk() as i64);
             }
             if pipeline.checkpoint_due(now) {
-                checkpoint_and_commit(&mut pipeline, &consumer, None)?;
+                checkpoint_and_commit(&mut pipeline, &consumer, None, false)?;
             }
             if cfg.exit_on_idle && pipeline.all_idle() {
-                checkpoint_and_commit(&mut pipeline, &consumer, None)?;
+                checkpoint_and_commit(&mut pipeline, &consumer, None, false)?;
                 info!("every partition is caught up and its windows have landed; exiting");
                 break;
             }
         }
     }
     let totals = {
+        consumer.context().feed.drain()?;
         let mut pipeline = consumer.context().pipeline();
-        checkpoint_and_commit(&mut pipeline, &consumer, None)?;
+        checkpoint_and_commit(&mut pipeline, &consumer, None, false)?;
         pipeline.totals.clone()
     };
     consumer.unsubscribe();
