@@ -16,21 +16,6 @@ use support::harness::*;
 use support::output::*;
 use support::*;
 
-/// Simulated seconds covered by `n` golden records.
-fn sim_secs(n: u64) -> i64 {
-    (n / SIM_EVENTS_PER_SEC) as i64
-}
-
-fn clean_run(topic: &str) -> Dirs {
-    let clean = dirs();
-    consume_to_end(topic, &format!("{topic}-clean"), &clean);
-    clean
-}
-
-fn window_file_count(d: &Dirs) -> usize {
-    parquet_files(&d.report).len()
-}
-
 /// `mount` with arguments, failing the test with its message.
 fn mount(args: &[&str]) {
     let out = Command::new("mount")

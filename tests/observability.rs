@@ -268,7 +268,10 @@ fn a_real_prometheus_answers_every_dashboard_expression() {
     // The repository's scrape config, pointed at 127.0.0.1 and scraping every second.
     let config = std::fs::read_to_string(repo_root().join("prometheus/prometheus.yml"))
         .unwrap()
-        .replace("consumer:9464", &format!("127.0.0.1:{consumer_port}"))
+        .replace(
+            "dns_sd_configs:\n      - names: [\"consumer\"]\n        type: A\n        port: 9464\n        refresh_interval: 15s",
+            &format!("static_configs:\n      - targets: [\"127.0.0.1:{consumer_port}\"]"),
+        )
         .replace("producer:9465", &format!("127.0.0.1:{producer_port}"))
         .replace("scrape_interval: 5s", "scrape_interval: 1s")
         .replace("scrape_timeout: 5s", "scrape_timeout: 1s");

@@ -123,6 +123,22 @@ pub fn consume_to_end(topic: &str, group: &str, d: &Dirs) {
     run_ok(consume_cmd(topic, group, d, true));
 }
 
+/// Simulated seconds covered by `n` golden records.
+pub fn sim_secs(n: u64) -> i64 {
+    (n / SIM_EVENTS_PER_SEC) as i64
+}
+
+/// The reference: one uninterrupted consumer, in a group of its own, over the whole topic.
+pub fn clean_run(topic: &str) -> Dirs {
+    let clean = dirs();
+    consume_to_end(topic, &format!("{topic}-clean"), &clean);
+    clean
+}
+
+pub fn window_file_count(d: &Dirs) -> usize {
+    super::output::parquet_files(&d.report).len()
+}
+
 /// What `landfall verify --format json` reported.
 #[derive(Debug)]
 pub struct Verdict {
