@@ -30,8 +30,10 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Read the topic exactly once into one-minute windows landed as Parquet files.
     Consume(ConsumeArgs),
-    /// Print the finalized windows, merged across partitions.
+    /// Print the finalized windows, merged across partitions; filter by time, network, campaign.
     Windows(WindowsArgs),
+    /// Serve GET /windows (the same answers as `windows`, in JSON or CSV) and /healthz over HTTP.
+    Serve(ServeArgs),
     /// Show what a read_committed reader sees in the topic: counts and the first records.
     Peek(PeekArgs),
     /// Audit the output against the topic: every committed record in exactly one window file
@@ -374,9 +376,58 @@ pub struct WindowsArgs {
     #[arg(long, env = "LANDFALL_OUTPUT_DIR", default_value = "data/views_report")]
     pub output_dir: std::path::PathBuf,
 
-    /// How many rows to print (0 for all).
+    /// Windows starting at or after this time: RFC 3339, "YYYY-MM-DD[ HH:MM[:SS]]" (UTC), now,
+    /// or before now, like -1h, -15m, -2d [default: the first window]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub from: Option<String>,
+
+    /// Windows starting before this time (exclusive); same forms as --from [default: no end]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub to: Option<String>,
+
+    /// Only this network id.
+    #[arg(long, value_name = "ID")]
+    pub network: Option<String>,
+
+    /// Only this campaign id.
+    #[arg(long, value_name = "ID")]
+    pub campaign: Option<String>,
+
+    /// Output: a table like Spark's show(), CSV with a header, or JSON (an array of objects
+    /// named like the Parquet columns, timestamps in RFC 3339).
+    #[arg(long, value_enum, default_value_t = WindowsFormat::Table)]
+    pub format: WindowsFormat,
+
+    /// How many rows the table prints (0 for all); csv and json print every row.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+
+    /// Print what the query read and skipped (directories, files, row groups, rows) on stderr.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WindowsFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Report directory to answer from.
+    #[arg(long, env = "LANDFALL_OUTPUT_DIR", default_value = "data/views_report")]
+    pub output_dir: std::path::PathBuf,
+
+    /// Serve /windows and /healthz on this address.
+    #[arg(
+        long,
+        env = "LANDFALL_HTTP_ADDR",
+        value_name = "HOST:PORT",
+        default_value = "127.0.0.1:9466"
+    )]
+    pub http_addr: String,
 }
 
 #[derive(Debug, Clone, Args)]

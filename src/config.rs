@@ -4,13 +4,16 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::cli::{ClockArg, ConsumeArgs, KafkaArgs, ProduceArgs, VerifyArgs};
+use crate::cli::{
+    ClockArg, ConsumeArgs, KafkaArgs, ProduceArgs, ServeArgs, VerifyArgs, WindowsArgs,
+};
 use crate::generator::GeneratorConfig;
 use crate::kafka::KafkaSettings;
 use crate::pipeline::{parse_signature, ConsumeConfig};
 use crate::producer::{Clock, ProduceConfig};
 use crate::verify::VerifyConfig;
 use crate::window::WindowConfig;
+use crate::windows::Query;
 
 pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
 pub const DEFAULT_TOPIC: &str = "view-log-events-1";
@@ -40,6 +43,11 @@ pub struct Problems(Vec<String>);
 impl Problems {
     pub fn push(&mut self, setting: &str, env: &str, value: impl fmt::Display, why: &str) {
         self.0.push(format!("{setting} ({env}) = {value}: {why}"));
+    }
+
+    /// A flag with no environment variable.
+    pub fn flag(&mut self, setting: &str, value: impl fmt::Display, why: &str) {
+        self.0.push(format!("{setting} = {value}: {why}"));
     }
 
     pub fn fraction(&mut self, setting: &str, env: &str, v: f64) -> f64 {
@@ -72,6 +80,43 @@ fn http_addr(value: &Option<String>, problems: &mut Problems) -> Option<std::net
             );
             None
         }
+    }
+}
+
+/// `landfall windows` filters: every bad one is reported, each naming its flag. `now_us` is
+/// what relative times such as `-1h` count back from.
+pub fn windows_query(args: &WindowsArgs, now_us: i64) -> Result<Query, ConfigError> {
+    let mut p = Problems::default();
+    let q = Query::parse(
+        args.from.as_deref(),
+        args.to.as_deref(),
+        args.network.as_deref(),
+        args.campaign.as_deref(),
+        now_us,
+    )
+    .unwrap_or_else(|bad| {
+        for b in bad {
+            p.flag(&format!("--{}", b.name), format!("{:?}", b.value), &b.why);
+        }
+        Query::default()
+    });
+    p.finish(q)
+}
+
+/// `landfall serve`: the address to listen on.
+pub fn serve_addr(args: &ServeArgs) -> Result<std::net::SocketAddr, ConfigError> {
+    let mut p = Problems::default();
+    if args.http_addr.trim().is_empty() {
+        p.push(
+            "--http-addr",
+            "LANDFALL_HTTP_ADDR",
+            "\"\"",
+            "must not be empty",
+        );
+    }
+    match http_addr(&Some(args.http_addr.clone()), &mut p) {
+        Some(addr) => p.finish(addr),
+        None => Err(ConfigError { problems: p.0 }),
     }
 }
 

@@ -15,7 +15,8 @@
 //! `cli` and `config` turn flags and environment variables into validated settings; `kafka`
 //! holds the client plumbing every role shares; `shutdown` turns signals into a cancellation
 //! token; `metrics` serves /metrics, /healthz and /readyz; `bench` measures the pipeline against bare librdkafka; `readback` reads landed files
-//! back, for `windows` (the query side) and `verify` (the audit of output against the log).
+//! back, for `windows` (the query side: merged, pruned answers for the CLI and `GET /windows`)
+//! and `verify` (the audit of output against the log).
 
 pub mod bench;
 pub mod cli;

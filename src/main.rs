@@ -8,7 +8,7 @@ use clap::Parser;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
-use landfall::cli::{BenchCommand, Cli, Command, LogFormat, ReportFormat};
+use landfall::cli::{BenchCommand, Cli, Command, LogFormat, ReportFormat, WindowsFormat};
 use landfall::{bench, config, kafka, metrics, peek, producer, shutdown, source, verify, windows};
 
 fn init_logging(format: LogFormat) {
@@ -80,7 +80,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 kafka::create_topic(&cfg.kafka, t.partitions, t.replication).await?;
             }
             if let Some(addr) = cfg.http_addr {
-                metrics::serve(addr, &metrics::producer().process, stop.clone()).await?;
+                metrics::serve(addr, &metrics::producer().process, None, stop.clone()).await?;
             }
             let seed = cfg.generator.seed;
             let summary = tokio::task::spawn_blocking(move || producer::run(&cfg, &stop))
@@ -103,7 +103,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let cfg = config::consume_config(&args)?;
             let stop = shutdown::install().context("installing signal handlers")?;
             if let Some(addr) = cfg.http_addr {
-                metrics::serve(addr, &metrics::consumer().process, stop.clone()).await?;
+                let report = Some(cfg.output_dir.clone());
+                metrics::serve(addr, &metrics::consumer().process, report, stop.clone()).await?;
             }
             let (out, rejects) = (cfg.output_dir.clone(), cfg.rejects_dir.clone());
             let summary = tokio::task::spawn_blocking(move || source::run(cfg, &stop))
@@ -130,16 +131,45 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Windows(args) => {
-            let rows = windows::read_merged(&args.output_dir)?;
-            if rows.is_empty() {
-                println!(
-                    "no finalized windows under {} yet",
-                    args.output_dir.display()
-                );
-            } else {
-                print!("{}", windows::render_table(&rows, args.limit));
-                println!("finalized windows are in {}", args.output_dir.display());
+            let q = config::windows_query(&args, chrono::Utc::now().timestamp_micros())?;
+            let dir = args.output_dir.clone();
+            let answer = tokio::task::spawn_blocking(move || windows::query(&dir, &q))
+                .await
+                .context("reader thread")??;
+            if args.explain {
+                eprintln!("{}", answer.scan);
             }
+            let dir = args.output_dir.display();
+            if answer.rows.is_empty() {
+                if answer.scan.files_listed == 0 && answer.scan.dirs_skipped == 0 {
+                    eprintln!(
+                        "no finalized window files under {dir} yet; run `landfall consume`, \
+                         or pass the right --output-dir"
+                    );
+                } else {
+                    eprintln!("no finalized windows under {dir} match the filters");
+                }
+            }
+            match args.format {
+                WindowsFormat::Json => println!("{}", windows::render_json(&answer.rows)?),
+                WindowsFormat::Csv => print!("{}", windows::render_csv(&answer.rows)?),
+                WindowsFormat::Table if answer.rows.is_empty() => {}
+                WindowsFormat::Table => {
+                    print!("{}", windows::render_table(&answer.rows, args.limit));
+                    println!("finalized windows are in {dir}");
+                }
+            }
+            Ok(())
+        }
+        Command::Serve(args) => {
+            let addr = config::serve_addr(&args)?;
+            if !args.output_dir.is_dir() {
+                return Err(landfall::readback::ReadError::Missing(args.output_dir).into());
+            }
+            let stop = shutdown::install().context("installing signal handlers")?;
+            let server = metrics::serve_windows(addr, args.output_dir, stop.clone()).await?;
+            stop.cancelled().await;
+            server.await.context("HTTP server")?;
             Ok(())
         }
         Command::Peek(args) => {

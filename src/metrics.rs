@@ -1,6 +1,7 @@
 //! Metrics and the HTTP endpoints: `/metrics` (Prometheus text format), `/healthz` (the
 //! process is up) and `/readyz` (it is doing its job: the consumer has its partitions and their
-//! state, the producer has its transactional id).
+//! state, the producer has its transactional id). The consumer (and `landfall serve`) also
+//! answers `/windows` from its report directory: see `windows::http`.
 //!
 //! Each role has its own registry, so a scrape shows only what that process does. Names follow
 //! `landfall_<noun>_<unit>`, with `_total` on counters. Handles that the hot path touches
@@ -8,6 +9,7 @@
 //! atomic add.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
@@ -346,21 +348,18 @@ pub struct BindError {
 }
 
 /// Binds `addr` and serves `/metrics`, `/healthz` and `/readyz` for `process` until
-/// `shutdown`. Binding happens before this returns, so a taken port fails the command at once.
+/// `shutdown`, and `/windows` over `report_dir` when given (the consumer's). Binding happens
+/// before this returns, so a taken port fails the command at once.
 pub async fn serve(
     addr: SocketAddr,
     process: &'static Process,
+    report_dir: Option<PathBuf>,
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, BindError> {
     use axum::http::StatusCode;
     use axum::routing::get;
 
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| BindError { addr, source })?;
-    let local = listener.local_addr().unwrap_or(addr);
-    info!(addr = %local, role = process.role, "serving /metrics, /healthz and /readyz");
-    let app = axum::Router::new()
+    let mut app = axum::Router::new()
         .route(
             "/metrics",
             get(move || async move {
@@ -384,6 +383,37 @@ pub async fn serve(
                 }
             }),
         );
+    let mut routes = "/metrics, /healthz and /readyz";
+    if let Some(dir) = report_dir {
+        app = app.merge(crate::windows::http::router(dir));
+        routes = "/metrics, /healthz, /readyz and /windows";
+    }
+    spawn_server(addr, app, routes, process.role, shutdown).await
+}
+
+/// `landfall serve`: `/windows` over `report_dir`, and `/healthz`, until `shutdown`.
+pub async fn serve_windows(
+    addr: SocketAddr,
+    report_dir: PathBuf,
+    shutdown: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, BindError> {
+    let app = crate::windows::http::router(report_dir)
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }));
+    spawn_server(addr, app, "/windows and /healthz", "serve", shutdown).await
+}
+
+async fn spawn_server(
+    addr: SocketAddr,
+    app: axum::Router,
+    routes: &str,
+    role: &str,
+    shutdown: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, BindError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| BindError { addr, source })?;
+    let local = listener.local_addr().unwrap_or(addr);
+    info!(addr = %local, role, "serving {routes}");
     Ok(tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
         if let Err(e) = server.await {

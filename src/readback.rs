@@ -9,6 +9,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Decimal128Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::metadata::ParquetMetaData;
 
 use crate::window::Agg;
 
@@ -35,6 +36,15 @@ pub enum ReadError {
 /// Every finalized file under `dir`: `*.parquet`, never temporary files (which start with a
 /// dot). Sorted.
 pub fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>, ReadError> {
+    parquet_files_pruned(dir, |_| true)
+}
+
+/// As [`parquet_files`], but descends only into the subdirectories `enter` accepts, so a query
+/// never lists the directories outside its time range.
+pub fn parquet_files_pruned(
+    dir: &Path,
+    mut enter: impl FnMut(&Path) -> bool,
+) -> Result<Vec<PathBuf>, ReadError> {
     if !dir.is_dir() {
         return Err(ReadError::Missing(dir.to_path_buf()));
     }
@@ -50,7 +60,9 @@ pub fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>, ReadError> {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
             if entry.file_type().map_err(io(&path))?.is_dir() {
-                stack.push(path);
+                if enter(&path) {
+                    stack.push(path);
+                }
             } else if name.ends_with(".parquet") && !name.starts_with('.') {
                 out.push(path);
             }
@@ -65,6 +77,21 @@ pub fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>, ReadError> {
 pub struct Footer(pub BTreeMap<String, String>);
 
 impl Footer {
+    /// The key-value entries of a file's footer.
+    pub fn of(metadata: &ParquetMetaData) -> Self {
+        Footer(
+            metadata
+                .file_metadata()
+                .key_value_metadata()
+                .map(|kv| {
+                    kv.iter()
+                        .map(|k| (k.key.clone(), k.value.clone().unwrap_or_default()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        )
+    }
+
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(&format!("landfall.{key}")).map(String::as_str)
     }
@@ -104,7 +131,12 @@ pub struct Landed<R> {
     pub rows: Vec<R>,
 }
 
-fn read_batches(path: &Path) -> Result<(Footer, Vec<RecordBatch>), ReadError> {
+/// Reads a file's footer, then decodes only the row groups `choose` picks from it (all of them
+/// with `None`). Picking none reads nothing past the footer.
+fn read_batches(
+    path: &Path,
+    choose: impl FnOnce(&Footer, &ParquetMetaData) -> Option<Vec<usize>>,
+) -> Result<(Footer, Vec<RecordBatch>), ReadError> {
     let file = File::open(path).map_err(|source| ReadError::Io {
         path: path.to_path_buf(),
         source,
@@ -113,19 +145,13 @@ fn read_batches(path: &Path) -> Result<(Footer, Vec<RecordBatch>), ReadError> {
         path: path.to_path_buf(),
         source,
     };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr)?;
-    let footer = Footer(
-        builder
-            .metadata()
-            .file_metadata()
-            .key_value_metadata()
-            .map(|kv| {
-                kv.iter()
-                    .map(|k| (k.key.clone(), k.value.clone().unwrap_or_default()))
-                    .collect()
-            })
-            .unwrap_or_default(),
-    );
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr)?;
+    let footer = Footer::of(builder.metadata());
+    match choose(&footer, builder.metadata()) {
+        Some(groups) if groups.is_empty() => return Ok((footer, Vec::new())),
+        Some(groups) => builder = builder.with_row_groups(groups),
+        None => {}
+    }
     let batches = builder
         .build()
         .map_err(perr)?
@@ -147,7 +173,16 @@ fn column<'b>(
 
 /// Reads one window file.
 pub fn read_window_file(path: &Path) -> Result<Landed<WindowFileRow>, ReadError> {
-    let (footer, batches) = read_batches(path)?;
+    read_window_file_where(path, |_, _| None)
+}
+
+/// Reads one window file, decoding only the row groups `choose` picks from the footer (its
+/// key-value entries and each row group's statistics); `None` picks all of them.
+pub fn read_window_file_where(
+    path: &Path,
+    choose: impl FnOnce(&Footer, &ParquetMetaData) -> Option<Vec<usize>>,
+) -> Result<Landed<WindowFileRow>, ReadError> {
+    let (footer, batches) = read_batches(path, choose)?;
     let mut rows = Vec::new();
     for b in &batches {
         let col = |name| column(path, b, name);
@@ -185,7 +220,7 @@ pub fn read_window_file(path: &Path) -> Result<Landed<WindowFileRow>, ReadError>
 
 /// Reads one reject file.
 pub fn read_reject_file(path: &Path) -> Result<Landed<RejectRow>, ReadError> {
-    let (footer, batches) = read_batches(path)?;
+    let (footer, batches) = read_batches(path, |_, _| None)?;
     let mut rows = Vec::new();
     for b in &batches {
         let col = |name| column(path, b, name);

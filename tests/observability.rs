@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -14,38 +12,10 @@ use std::time::{Duration, Instant};
 use support::harness::*;
 use support::*;
 
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// GET `path` on 127.0.0.1:`port`: (status, body), or None if nothing answers.
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    // Bodies may come chunked; the tests only search them for text, which chunk sizes do not
-    // break for the short lines asserted here.
-    Some((status, body))
-}
-
 fn wait_for_status(port: u16, path: &str, want: u16, timeout: Duration) -> String {
     let deadline = Instant::now() + timeout;
     loop {
-        let got = get(port, path);
+        let got = http_get(port, path);
         if let Some((status, body)) = &got {
             if *status == want {
                 return body.clone();
@@ -70,7 +40,7 @@ fn endpoints_answer_before_and_after_assignment() {
     log_stderr(&mut cmd, d.tmp.path(), "waiting");
     let mut waiting = ChildGuard::spawn(cmd);
     wait_for_status(port, "/healthz", 200, Duration::from_secs(10));
-    assert_eq!(get(port, "/readyz").map(|r| r.0), Some(503));
+    assert_eq!(http_get(port, "/readyz").map(|r| r.0), Some(503));
     let metrics = wait_for_status(port, "/metrics", 200, Duration::from_secs(5));
     assert!(
         metrics.contains("landfall_ready{role=\"consume\"} 0"),
@@ -91,7 +61,7 @@ fn endpoints_answer_before_and_after_assignment() {
         "records counted in /metrics",
         Duration::from_secs(30),
         || {
-            get(port, "/metrics").is_some_and(|(_, m)| {
+            http_get(port, "/metrics").is_some_and(|(_, m)| {
                 m.contains("landfall_ready{role=\"consume\"} 1")
                     && m.contains("landfall_events_total{outcome=\"windowed\",partition=\"2\"}")
                     && m.contains("landfall_windows_landed_total{partition=\"0\"}")
@@ -114,7 +84,7 @@ fn endpoints_answer_before_and_after_assignment() {
         "a committed transaction in /metrics",
         Duration::from_secs(30),
         || {
-            get(port, "/metrics").is_some_and(|(_, m)| {
+            http_get(port, "/metrics").is_some_and(|(_, m)| {
                 m.lines().any(|l| {
                     l.starts_with("landfall_producer_transactions_total{outcome=\"committed\"}")
                         && !l.ends_with(" 0")
@@ -196,7 +166,7 @@ fn percent_encode(s: &str) -> String {
 
 /// Series returned by an instant query.
 fn query(port: u16, promql: &str) -> Vec<serde_json::Value> {
-    let (status, body) = get(
+    let (status, body) = http_get(
         port,
         &format!("/api/v1/query?query={}", percent_encode(promql)),
     )

@@ -20,7 +20,8 @@ pub const SIM_START_MS: i64 = 1_726_210_140_000; // 2024-09-13T06:49:00Z
 pub const SIM_EVENTS_PER_SEC: u64 = 20;
 
 /// A `landfall produce` with the golden knobs: every kind of awkward record and 20% aborted
-/// transactions, on a simulated clock that starts `offset_secs` after `SIM_START_MS`.
+/// transactions, on a simulated clock that starts `offset_secs` after `SIM_START_MS` and runs
+/// at `SIM_EVENTS_PER_SEC` (`LANDFALL_SIM_EVENTS_PER_SEC` overrides it).
 pub fn produce_cmd(
     topic: &str,
     partitions: u32,
@@ -48,8 +49,6 @@ pub fn produce_cmd(
         "simulated",
         "--sim-start",
         &start,
-        "--sim-events-per-sec",
-        &SIM_EVENTS_PER_SEC.to_string(),
         "--out-of-order-secs",
         "30",
         "--late-fraction",
@@ -61,7 +60,11 @@ pub fn produce_cmd(
     ]);
     // Through the environment, so a test can override them with `.env(..)`.
     cmd.env("LANDFALL_TRANSACTIONAL_ID", topic)
-        .env("LANDFALL_TXN_SIZE", "1000");
+        .env("LANDFALL_TXN_SIZE", "1000")
+        .env(
+            "LANDFALL_SIM_EVENTS_PER_SEC",
+            SIM_EVENTS_PER_SEC.to_string(),
+        );
     cmd
 }
 
