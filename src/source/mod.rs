@@ -7,7 +7,7 @@ mod feed;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
@@ -62,6 +62,8 @@ pub struct SourceContext {
     /// what a read_committed reader can reach), from librdkafka's statistics.
     ends: Mutex<std::collections::BTreeMap<i32, i64>>,
     topic: String,
+    /// The group uses the incremental (cooperative) rebalance protocol.
+    cooperative: bool,
 }
 
 impl SourceContext {
@@ -185,10 +187,9 @@ impl ConsumerContext for SourceContext {
         // With cooperative-sticky (the default) a rebalance only hands over the partitions
         // that move: the lists are increments, and partitions that stay keep their state and
         // keep flowing. With the eager protocol every partition is revoked and reassigned.
-        let cooperative = matches!(
-            consumer.rebalance_protocol(),
-            RebalanceProtocol::Cooperative
-        );
+        // (Taken from the configuration: librdkafka's rd_kafka_rebalance_protocol() can hang
+        // when called from this callback while the consumer closes, librdkafka#4041.)
+        let cooperative = self.cooperative;
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 if let Err(e) = self.assign(consumer, tpl) {
@@ -351,6 +352,7 @@ fn session(
         fatal: Mutex::new(None),
         ends: Mutex::new(Default::default()),
         topic: topic.clone(),
+        cooperative: cfg.assignment_strategy == crate::cli::AssignmentStrategy::CooperativeSticky,
     };
     let mut client = cfg.kafka.client_config();
     if let Some(id) = &cfg.instance_id {
@@ -490,12 +492,28 @@ fn session(
         checkpoint_and_commit(&mut pipeline, &consumer, None, false)?;
         pipeline.totals.clone()
     };
-    consumer.unsubscribe();
+    leave_group(&consumer);
     Ok(ConsumeSummary {
         totals,
         elapsed: started.elapsed(),
         stopped_by_signal,
     })
+}
+
+/// Leaves the group before the client is closed: unsubscribes, then polls until the revoke
+/// has run and nothing is assigned. librdkafka 2.12 can hang in close when a cooperative
+/// rebalance is under way (librdkafka#4527); with no assignment left, close has nothing to
+/// wait for. Records polled meanwhile are dropped: nothing was committed for them.
+fn leave_group(consumer: &BaseConsumer<SourceContext>) {
+    consumer.unsubscribe();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        let _ = consumer.poll(Duration::from_millis(50));
+        if consumer.assignment().is_ok_and(|a| a.count() == 0) {
+            return;
+        }
+    }
+    warn!("partitions still assigned 15 s after leaving the group; closing anyway");
 }
 
 /// Consumer lag per partition: the partition's end (from the broker, via statistics) minus
