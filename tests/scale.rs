@@ -191,6 +191,19 @@ impl Watch {
     }
 }
 
+/// One last instance lands what the others left open; then the output must equal one
+/// uninterrupted instance's, byte for byte, and `verify` must be clean.
+fn finish(topic: &str, group: &str, d: &Dirs, watch: &mut Watch, ledger: &mut Ledger) {
+    ledger.restarts += 1;
+    let mut last = consume_cmd(topic, group, d, true);
+    last.env("LANDFALL_INSTANCE_ID", "")
+        .env("LANDFALL_STATE_DIR", d.tmp.path().join("state-i0"));
+    run_ok(last);
+    watch.check(topic, group, d);
+    assert_same_output(&clean_run(topic), d);
+    assert_verified(topic, Some(group), d, ledger);
+}
+
 #[test]
 fn churn_with_three_instances_matches_one_uninterrupted_instance() {
     let mut ledger = Ledger::new("scale_churn");
@@ -281,14 +294,7 @@ fn churn_with_three_instances_matches_one_uninterrupted_instance() {
     // Killed members stay in the group until their session times out (10 s); after that one
     // last instance gets every partition and lands what the others left open.
     std::thread::sleep(Duration::from_secs(11));
-    ledger.restarts += 1;
-    let mut last = consume_cmd(&topic, &group, &d, true);
-    last.env("LANDFALL_INSTANCE_ID", "")
-        .env("LANDFALL_STATE_DIR", d.tmp.path().join("state-i0"));
-    run_ok(last);
-    watch.check(&topic, &group, &d);
-    assert_same_output(&clean_run(&topic), &d);
-    assert_verified(&topic, Some(&group), &d, &mut ledger);
+    finish(&topic, &group, &d, &mut watch, &mut ledger);
     eprintln!(
         "churn: {} actions, {} invariant checks, {} files",
         ACTIONS,
@@ -350,13 +356,6 @@ fn a_rebalance_storm_still_makes_progress() {
     producer.0 = None;
     assert!(status.success(), "producer: {}", read_log(&plog));
     fleet.stop_all();
-    ledger.restarts += 1;
-    let mut last = consume_cmd(&topic, &group, &d, true);
-    last.env("LANDFALL_INSTANCE_ID", "")
-        .env("LANDFALL_STATE_DIR", d.tmp.path().join("state-i0"));
-    run_ok(last);
-    watch.check(&topic, &group, &d);
-    assert_same_output(&clean_run(&topic), &d);
-    assert_verified(&topic, Some(&group), &d, &mut ledger);
+    finish(&topic, &group, &d, &mut watch, &mut ledger);
     ledger.book();
 }
