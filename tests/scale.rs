@@ -210,7 +210,7 @@ fn churn_with_three_instances_matches_one_uninterrupted_instance() {
     let topic = unique_topic("churn");
     let group = format!("{topic}-g");
     let d = dirs();
-    const CHUNKS: u64 = 12;
+    const CHUNKS: u64 = 13;
     const PER_CHUNK: u64 = 32_000;
     const ACTIONS: usize = 24;
     let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(7);
