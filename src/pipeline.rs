@@ -16,7 +16,7 @@ use crate::kafka::KafkaSettings;
 use crate::metrics::{self, PartitionMetrics};
 use crate::sink::{Landed, RejectRecord, Sink, SinkError};
 use crate::state::{CommitPoint, PartitionCheckpoint, RejectBuffer, StateError, StateStore};
-use crate::window::{ClosedWindow, PartitionWindows, Placement, WindowConfig};
+use crate::window::{ClosedWindow, IdleMark, PartitionWindows, Placement, WindowConfig};
 
 #[derive(Debug, Clone)]
 pub struct ConsumeConfig {
@@ -104,6 +104,8 @@ pub struct PartitionState {
     pub caught_up_since: Option<Instant>,
     /// The watermark was advanced by the wall clock while idle.
     pub idle_closed: bool,
+    /// An idle close decided (and marked) but not carried out yet, and whether it was marked.
+    pub idle_plan: Option<(IdleMark, bool)>,
     pub metrics: PartitionMetrics,
 }
 
@@ -116,12 +118,19 @@ impl PartitionState {
     ) -> Self {
         PartitionState {
             metrics: metrics::consumer().partition(partition),
-            windows: PartitionWindows::new(window, commit.map(|c| c.progress).unwrap_or_default()),
+            windows: PartitionWindows::new(
+                window,
+                commit
+                    .as_ref()
+                    .map(|c| c.progress.clone())
+                    .unwrap_or_default(),
+            ),
             rejects: RejectBuffer::default(),
             position,
             committed: commit,
             caught_up_since: None,
             idle_closed: false,
+            idle_plan: None,
         }
     }
 
@@ -134,6 +143,7 @@ impl PartitionState {
             committed: Some(cp.commit),
             caught_up_since: None,
             idle_closed: false,
+            idle_plan: None,
         }
     }
 
@@ -247,8 +257,8 @@ impl Pipeline {
                 }
             },
         };
-        if let (Some(cp), Some(commit)) = (self.store.load(topic, partition), commit) {
-            if cp.commit == commit && cp.windows.config() == self.cfg.window {
+        if let (Some(cp), Some(commit)) = (self.store.load(topic, partition), &commit) {
+            if cp.commit == *commit && cp.windows.config() == self.cfg.window {
                 info!(
                     partition,
                     position = cp.position,
@@ -271,11 +281,12 @@ impl Pipeline {
                     offset = c.offset,
                     "rebuilding from the committed offset"
                 );
+                let offset = c.offset;
                 Ok(PartitionState::fresh(
                     partition,
                     self.cfg.window,
                     Some(c),
-                    c.offset,
+                    offset,
                 ))
             }
             None => {
@@ -296,6 +307,7 @@ impl Pipeline {
     }
 
     fn handle_record(&mut self, r: Record<'_>) -> Result<(), PipelineError> {
+        self.repeat_idle_closes(r.partition, r.offset)?;
         let Some(st) = self.parts.get_mut(&r.partition) else {
             warn!(
                 partition = r.partition,
@@ -335,7 +347,7 @@ impl Pipeline {
                 metrics::consumer().invalid(e.reason);
                 st.rejects.push(
                     reject(e.reason, e.detail, e.event_ms, None),
-                    progress_before,
+                    progress_before.clone(),
                 );
             }
             Ok(ev) => {
@@ -380,7 +392,7 @@ impl Pipeline {
                                 Some(ev.end_ms),
                                 Some(lateness_ms),
                             ),
-                            progress_before,
+                            progress_before.clone(),
                         );
                     }
                 }
@@ -392,10 +404,7 @@ impl Pipeline {
         // all lie before it, but its watermark moves exactly as the first run's did, so it
         // cuts at the same offsets and never lands a reject in a second, differently cut file.
         let size = self.cfg.window.size_ms;
-        let crossed = match (
-            progress_before.watermark_ms,
-            st.windows.progress().watermark_ms,
-        ) {
+        let crossed = match (progress_before.watermark_ms, st.windows.watermark_ms()) {
             (Some(before), Some(after)) => after.div_euclid(size) > before.div_euclid(size),
             (None, Some(_)) => true,
             _ => false,
@@ -460,18 +469,56 @@ impl Pipeline {
     }
 
     /// A partition reached its end (lag 0).
-    pub fn caught_up(&mut self, partition: i32, now: Instant) {
+    /// The partition reached the end of what it can read. A replay that ends exactly where
+    /// the first run closed it by the idle timeout repeats that close here.
+    pub fn caught_up(&mut self, partition: i32, now: Instant) -> Result<(), PipelineError> {
+        let Some(position) = self.parts.get(&partition).map(|st| st.position) else {
+            return Ok(());
+        };
+        self.repeat_idle_closes(partition, position)?;
         if let Some(st) = self.parts.get_mut(&partition) {
             st.caught_up_since.get_or_insert(now);
         }
+        Ok(())
     }
 
-    /// Advances idle partitions by the wall clock: `wall_ms` is the wall clock in
-    /// milliseconds since the epoch. Landed windows are returned as a count.
-    pub fn close_idle(&mut self, now: Instant, wall_ms: i64) -> Result<usize, PipelineError> {
-        let result = self.close_idle_partitions(now, wall_ms);
-        self.poisoned |= result.is_err();
-        result
+    /// In a replay, repeats the idle closes the first run made at or before `offset`, as
+    /// recorded in the commit it started from: the same watermark at the same position, so the
+    /// same windows and rejects land at the same offset (and are found there already).
+    fn repeat_idle_closes(&mut self, partition: i32, offset: i64) -> Result<(), PipelineError> {
+        let what = "repeating an idle close of an earlier run";
+        while self.carry_out_idle_mark(partition, offset, what)? {}
+        Ok(())
+    }
+
+    /// Carries out the first pending idle mark at or before `offset`, if there is one: moves
+    /// the watermark and lands what that closes, with the buffered rejects, at the mark's
+    /// offset. Returns whether there was one.
+    fn carry_out_idle_mark(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        what: &str,
+    ) -> Result<bool, PipelineError> {
+        let Some(st) = self.parts.get_mut(&partition) else {
+            return Ok(false);
+        };
+        let Some(mark) = st.windows.take_due_mark(offset) else {
+            return Ok(false);
+        };
+        let closed = st
+            .windows
+            .advance_watermark(mark.watermark_ms, mark.at_offset);
+        info!(
+            partition,
+            at_offset = mark.at_offset,
+            windows = closed.len(),
+            rejects = st.rejects.items.len(),
+            "{what}"
+        );
+        self.dirty = true;
+        self.land(partition, closed, mark.at_offset, Instant::now())?;
+        Ok(true)
     }
 
     /// Partitions caught up for the idle timeout that have not been closed by it yet.
@@ -488,41 +535,75 @@ impl Pipeline {
             .collect()
     }
 
-    /// Whether `close_idle` would close anything now.
-    pub fn idle_close_due(&self, now: Instant) -> bool {
-        !self.idle_due(now).is_empty()
-    }
-
-    fn close_idle_partitions(
-        &mut self,
-        now: Instant,
-        wall_ms: i64,
-    ) -> Result<usize, PipelineError> {
+    /// The first half of an idle close: decides, for every partition caught up for the idle
+    /// timeout, to move its watermark to the wall clock (`wall_ms`, ms since the epoch) minus
+    /// the lateness at its position, and records that decision as an idle mark in the replay
+    /// point of everything still open, so the next checkpoint and commit carry it. Returns
+    /// whether any partition is due. Then either `close_idle` (once the commit went through)
+    /// or `cancel_idle`.
+    pub fn plan_idle_closes(&mut self, now: Instant, wall_ms: i64) -> bool {
         let due = self.idle_due(now);
-        let mut landed = 0;
-        for p in due {
-            let Some(st) = self.parts.get_mut(&p) else {
+        for p in &due {
+            let Some(st) = self.parts.get_mut(p) else {
                 continue;
             };
-            st.idle_closed = true;
-            let wm = wall_ms - self.cfg.window.lateness_ms;
-            let position = st.position;
-            let closed = st.windows.advance_watermark(wm, position);
-            // Rejects buffered since the last close land now too, so an idle partition
-            // leaves nothing behind in state.
-            if !closed.is_empty() || !st.rejects.items.is_empty() {
-                info!(
-                    partition = p,
-                    windows = closed.len(),
-                    rejects = st.rejects.items.len(),
-                    "idle partition: closing windows by the wall clock"
-                );
-                landed += closed.len();
+            let mark = IdleMark {
+                at_offset: st.position,
+                watermark_ms: wall_ms - self.cfg.window.lateness_ms,
+            };
+            // Only a close that changes something is marked: a watermark that moves, or
+            // buffered rejects that land at this offset.
+            let changes = st
+                .windows
+                .watermark_ms()
+                .is_none_or(|w| w < mark.watermark_ms)
+                || !st.rejects.items.is_empty();
+            if changes {
+                st.windows.mark_idle(mark);
+                st.rejects.mark_idle(mark);
                 self.dirty = true;
-                self.land(p, closed, position, now)?;
+            }
+            st.idle_plan = Some((mark, changes));
+        }
+        !due.is_empty()
+    }
+
+    /// Takes back the idle closes planned by `plan_idle_closes` (their commit was refused).
+    pub fn cancel_idle(&mut self) {
+        for st in self.parts.values_mut() {
+            if let Some((mark, true)) = st.idle_plan.take() {
+                st.windows.unmark_idle(mark);
+                st.rejects.unmark_idle(mark);
             }
         }
-        Ok(landed)
+    }
+
+    /// The second half of an idle close: carries out the marks planned by
+    /// `plan_idle_closes`, landing what they close with the buffered rejects (so an idle
+    /// partition leaves nothing behind in state).
+    pub fn close_idle(&mut self) -> Result<(), PipelineError> {
+        let result = self.close_idle_partitions();
+        self.poisoned |= result.is_err();
+        result
+    }
+
+    fn close_idle_partitions(&mut self) -> Result<(), PipelineError> {
+        let planned: Vec<(i32, IdleMark, bool)> = self
+            .parts
+            .iter_mut()
+            .filter_map(|(p, st)| {
+                let (mark, marked) = st.idle_plan.take()?;
+                st.idle_closed = true;
+                Some((*p, mark, marked))
+            })
+            .collect();
+        for (p, mark, marked) in planned {
+            if marked {
+                let what = "idle partition: closing windows by the wall clock";
+                while self.carry_out_idle_mark(p, mark.at_offset, what)? {}
+            }
+        }
+        Ok(())
     }
 
     /// Every assigned partition is caught up and has closed what the wall clock allows.
@@ -586,7 +667,7 @@ impl Pipeline {
         for st in self.parts.values() {
             let m = &st.metrics;
             m.open_windows.set(st.windows.open_windows().count() as i64);
-            if let Some(wm) = st.windows.progress().watermark_ms {
+            if let Some(wm) = st.windows.watermark_ms() {
                 m.watermark.set(wm as f64 / 1000.0);
                 m.watermark_lag.set((wall_ms - wm) as f64 / 1000.0);
             }
@@ -598,7 +679,7 @@ impl Pipeline {
         self.commit_failing_since = None;
         for (p, c) in points {
             if let Some(st) = self.parts.get_mut(p) {
-                st.committed = Some(*c);
+                st.committed = Some(c.clone());
             }
         }
         self.totals.commits += 1;
@@ -650,7 +731,7 @@ mod tests {
         .unwrap();
         let store = StateStore::open(&root.join(store)).unwrap();
         let mut p = Pipeline::new(cfg.clone(), Arc::new(table), store);
-        let position = commit.map_or(-1, |c| c.offset);
+        let position = commit.as_ref().map_or(-1, |c| c.offset);
         p.parts
             .insert(0, PartitionState::fresh(0, cfg.window, commit, position));
         p
@@ -721,7 +802,7 @@ mod tests {
         let crashy = tempfile::tempdir().unwrap();
         let mut first = pipeline(crashy.path(), "state-1", None);
         feed(&mut first, &log, 0, 5);
-        let commit = first.checkpoint(None).unwrap()[0].1;
+        let commit = first.checkpoint(None).unwrap()[0].1.clone();
         assert_eq!(commit.offset, 1, "the oldest open window starts at 1");
         drop(first); // the crash: the rest of the log is replayed from the commit
         let mut replay = pipeline(crashy.path(), "state-2", Some(commit));
@@ -733,5 +814,90 @@ mod tests {
                 .collect()
         };
         assert_eq!(names(&got), names(&want));
+    }
+
+    /// Window files and their bytes, by name.
+    fn windows(root: &std::path::Path) -> BTreeMap<std::ffi::OsString, Vec<u8>> {
+        parquet_files(&root.join("report"))
+            .unwrap()
+            .into_iter()
+            .map(|f| {
+                (
+                    f.file_name().unwrap().to_owned(),
+                    std::fs::read(&f).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// Runs an idle close now, as the consumer does: plan (mark), checkpoint and commit,
+    /// close. Returns the commit that carries the mark.
+    fn idle_close(p: &mut Pipeline, wall_ms: i64) -> CommitPoint {
+        let t0 = Instant::now();
+        p.caught_up(0, t0).unwrap();
+        assert!(p.plan_idle_closes(t0 + p.cfg.idle_timeout, wall_ms));
+        let commit = p.checkpoint(None).unwrap()[0].1.clone();
+        p.close_idle().unwrap();
+        commit
+    }
+
+    /// An idle close lands window [0, 60) by the wall clock while [60, 120) stays open; then a
+    /// record of [0, 60) arrives, which is late. A crash right after the landing leaves the
+    /// commit from before it, at the open window. The replay must repeat the idle close from
+    /// the mark in that commit, or it would count the late record into [0, 60), whose file
+    /// already exists, and the record would land nowhere.
+    #[test]
+    fn a_replay_repeats_an_idle_close_from_its_mark() {
+        let log = vec![
+            value(Some(10)),  // 0: window [0, 60)
+            value(Some(70)),  // 1: window [60, 120); watermark 10 s; then the partition idles
+            value(Some(30)),  // 2: [0, 60) again: late after the idle close
+            value(Some(190)), // 3: watermark 130 s closes [60, 120)
+        ];
+        let wall_ms = 130_000; // the idle close moves the watermark to 70 s
+        let clean = tempfile::tempdir().unwrap();
+        let mut p = pipeline(clean.path(), "state", None);
+        feed(&mut p, &log, 0, 2);
+        idle_close(&mut p, wall_ms);
+        feed(&mut p, &log, 2, log.len());
+        let (want_windows, want_rejects) = (windows(clean.path()), rejects(clean.path()));
+        assert_eq!(want_windows.len(), 2);
+        assert!(want_rejects.contains_key(&2), "{want_rejects:?}");
+
+        // The crash comes right after the landing (the commit carrying the mark is the one
+        // made before it) or after the commit that follows the close.
+        for after_close in [false, true] {
+            let crashy = tempfile::tempdir().unwrap();
+            let mut first = pipeline(crashy.path(), "state-1", None);
+            feed(&mut first, &log, 0, 2);
+            let mut commit = idle_close(&mut first, wall_ms);
+            if after_close {
+                commit = first.checkpoint(None).unwrap()[0].1.clone();
+            }
+            let oldest_open = if after_close { 1 } else { 0 };
+            assert_eq!(commit.offset, oldest_open);
+            assert_eq!(
+                commit.progress.idle_marks,
+                vec![IdleMark {
+                    at_offset: 2,
+                    watermark_ms: 70_000
+                }]
+            );
+            let meta = commit.metadata("sig");
+            assert_eq!(
+                CommitPoint::parse_metadata(&meta).map(|(p, _)| p),
+                Some(commit.progress.clone()),
+                "{meta}"
+            );
+            drop(first);
+            let from = commit.offset as usize;
+            let mut replay = pipeline(crashy.path(), "state-2", Some(commit));
+            feed(&mut replay, &log, from, log.len());
+            assert_eq!(
+                rejects(crashy.path()).keys().collect::<Vec<_>>(),
+                want_rejects.keys().collect::<Vec<_>>()
+            );
+            assert_eq!(windows(crashy.path()), want_windows);
+        }
     }
 }

@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 use tracing::{error, warn};
 
 use crate::sink::RejectRecord;
-use crate::window::{PartitionWindows, Progress};
+use crate::window::{IdleMark, PartitionWindows, Progress};
 
 /// Where a replay must start, and the partition's progress just before that offset. This is
 /// what the Kafka commit carries (offset, plus metadata).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitPoint {
     pub offset: i64,
     pub progress: Progress,
@@ -22,15 +22,27 @@ pub struct CommitPoint {
 const META_PREFIX: &str = "landfall/1";
 
 impl CommitPoint {
-    /// The commit metadata string: `landfall/1 wm=<ms> max=<ms> late=<n> sig=<settings>`.
+    /// The commit metadata string: `landfall/1 wm=<ms> max=<ms> late=<n> sig=<settings>`,
+    /// plus ` idle=<offset>@<ms>,...` when idle closes follow the committed offset.
     pub fn metadata(&self, signature: &str) -> String {
         let opt = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
-        format!(
+        let mut meta = format!(
             "{META_PREFIX} wm={} max={} late={} sig={signature}",
             opt(self.progress.watermark_ms),
             opt(self.progress.max_event_ms),
             self.progress.late_total
-        )
+        );
+        let marks: Vec<String> = self
+            .progress
+            .idle_marks
+            .iter()
+            .map(|m| format!("{}@{}", m.at_offset, m.watermark_ms))
+            .collect();
+        if !marks.is_empty() {
+            meta.push_str(" idle=");
+            meta.push_str(&marks.join(","));
+        }
+        meta
     }
 
     /// Parses commit metadata written by `metadata`. Returns the progress and the settings
@@ -56,6 +68,15 @@ impl CommitPoint {
                 "max" => progress.max_event_ms = opt(v)?,
                 "late" => progress.late_total = v.parse().ok()?,
                 "sig" => sig = Some(v.to_string()),
+                "idle" => {
+                    for m in v.split(',') {
+                        let (at, wm) = m.split_once('@')?;
+                        progress.idle_marks.push(IdleMark {
+                            at_offset: at.parse().ok()?,
+                            watermark_ms: wm.parse().ok()?,
+                        });
+                    }
+                }
                 _ => {}
             }
         }
@@ -79,9 +100,22 @@ impl RejectBuffer {
     }
 
     pub fn first(&self) -> Option<(i64, Progress)> {
-        match (self.items.first(), self.progress_before_first) {
-            (Some(r), Some(p)) => Some((r.offset, p)),
+        match (self.items.first(), &self.progress_before_first) {
+            (Some(r), Some(p)) => Some((r.offset, p.clone())),
             _ => None,
+        }
+    }
+
+    /// See `PartitionWindows::mark_idle`.
+    pub fn mark_idle(&mut self, mark: IdleMark) {
+        if let Some(p) = &mut self.progress_before_first {
+            p.idle_marks.push(mark);
+        }
+    }
+
+    pub fn unmark_idle(&mut self, mark: IdleMark) {
+        if let Some(p) = &mut self.progress_before_first {
+            p.idle_marks.retain(|m| *m != mark);
         }
     }
 
@@ -268,6 +302,16 @@ mod tests {
                 max_event_ms: Some(1_726_210_201_456),
                 watermark_ms: Some(1_726_210_141_456),
                 late_total: 3,
+                idle_marks: vec![
+                    IdleMark {
+                        at_offset: 12,
+                        watermark_ms: 1_726_210_150_000,
+                    },
+                    IdleMark {
+                        at_offset: 15,
+                        watermark_ms: 1_726_210_170_000,
+                    },
+                ],
             },
         };
         let meta = cp.metadata("w60000-l60000");

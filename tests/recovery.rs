@@ -178,6 +178,68 @@ fn fifty_random_kills_with_state_loss_give_identical_output() {
 }
 
 /// Truncates and scribbles over the store's files.
+/// The consumer closes idle partitions by the wall clock and dies right after landing those
+/// windows, before the commit that follows. Then records arrive for the windows it closed:
+/// late in the first run's terms. The restart must repeat the idle close from the mark in the
+/// commit it starts from and reject them as late; without the mark it counted them into
+/// windows whose files already existed, and they landed nowhere (verify: `missing_reject`).
+#[test]
+fn a_crash_right_after_an_idle_close_is_replayed_from_its_mark() {
+    let mut ledger = Ledger::new("idle_replay");
+    let topic = unique_topic("idlereplay");
+    let d = dirs();
+    let group = format!("{topic}-g");
+    run_ok(produce_cmd(&topic, 3, 6_000, 1, 0));
+    let mut cmd = consume_cmd(&topic, &group, &d, false);
+    cmd.env("LANDFALL_FAILPOINT", "after-idle-close:1")
+        .env("LANDFALL_LOG", "info");
+    let log = log_stderr(&mut cmd, d.tmp.path(), "first");
+    let mut child = ChildGuard::spawn(cmd);
+    let status = wait_exit(child.child(), Duration::from_secs(60), "first run");
+    child.0 = None;
+    let stderr = read_log(&log);
+    assert_eq!(
+        killed_by(status),
+        Some(libc::SIGABRT),
+        "the first run did not die after its idle close (status {status}):\n{stderr}"
+    );
+    assert!(
+        stderr.contains("idle partition: closing windows by the wall clock"),
+        "{stderr}"
+    );
+    ledger.faults += 1;
+    ledger.kills += 1;
+    let landed = parquet_files(&d.report).len();
+    assert!(landed > 0, "the idle close landed nothing");
+
+    // The same simulated minutes again, from another seed: every window they fall in was
+    // closed by the wall clock.
+    run_ok(produce_cmd(&topic, 3, 6_000, 2, 0));
+    ledger.restarts += 1;
+    let mut cmd = consume_cmd(&topic, &group, &d, true);
+    cmd.env("LANDFALL_LOG", "info");
+    let log = log_stderr(&mut cmd, d.tmp.path(), "restart");
+    let status = cmd.status().expect("restart");
+    let said = read_log(&log);
+    assert!(status.success(), "restart: {status}\n{said}");
+    assert_verified(&topic, Some(&group), &d, &mut ledger);
+    assert!(
+        said.contains("repeating an idle close of an earlier run"),
+        "the restart did not repeat the idle close:\n{said}"
+    );
+    let late = read_rejects(&d.rejects)
+        .values()
+        .filter(|r| r.as_str() == "late")
+        .count();
+    // At least the partitions the first run closed (one tick may close one or all three)
+    // reject the second batch's records as late: about 1,600 records each.
+    assert!(
+        late > 1_000,
+        "only {late} late rejects for the second batch"
+    );
+    ledger.book();
+}
+
 fn garble(state: &Path) {
     let Ok(entries) = std::fs::read_dir(state) else {
         return;

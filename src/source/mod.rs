@@ -247,7 +247,7 @@ fn checkpoint_and_commit(
     }
     let unchanged = points
         .iter()
-        .all(|(p, c)| pipeline.parts.get(p).and_then(|s| s.committed) == Some(*c));
+        .all(|(p, c)| pipeline.parts.get(p).and_then(|s| s.committed.as_ref()) == Some(c));
     if unchanged && !force {
         return Ok(true);
     }
@@ -447,26 +447,35 @@ fn session(
             // From here on the pipeline has seen every record polled so far.
             feed.drain()?;
             let mut pipeline = consumer.context().pipeline();
+            let mut at_end = Vec::new();
             eof_pending.retain(|p| {
                 if !pipeline.parts.contains_key(p) {
                     return false;
                 }
                 if crate::kafka::at_stable_end(&consumer, &topic, *p) {
-                    pipeline.caught_up(*p, now);
+                    at_end.push(*p);
                     return false;
                 }
                 true
             });
+            for p in at_end {
+                pipeline.caught_up(p, now)?;
+            }
             let wall_ms = chrono::Utc::now().timestamp_millis();
             // An idle close is the one decision the log does not make (the wall clock does).
-            // So it is fenced: a forced commit first proves that this instance still owns its
-            // partitions (the broker refuses a zombie's stale generation), and a commit right
-            // after puts the decision in Kafka before anything else can depend on it.
-            if pipeline.idle_close_due(now)
-                && checkpoint_and_commit(&mut pipeline, &consumer, None, true)?
-            {
-                pipeline.close_idle(now, wall_ms)?;
-                checkpoint_and_commit(&mut pipeline, &consumer, None, false)?;
+            // So it is planned first and recorded as an idle mark in the replay point; a
+            // forced commit then makes the mark durable in Kafka and proves that this instance
+            // still owns its partitions (the broker refuses a zombie's stale generation). Only
+            // then does it land anything. A replay, here or in another instance, repeats the
+            // close from the mark.
+            if pipeline.plan_idle_closes(now, wall_ms) {
+                if checkpoint_and_commit(&mut pipeline, &consumer, None, true)? {
+                    pipeline.close_idle()?;
+                    crate::failpoint::hit("after-idle-close");
+                    checkpoint_and_commit(&mut pipeline, &consumer, None, false)?;
+                } else {
+                    pipeline.cancel_idle();
+                }
             }
             update_lag(&consumer, &pipeline, &topic);
             pipeline.update_gauges(wall_ms);

@@ -29,7 +29,7 @@ impl WindowConfig {
 
 /// The part of a partition's state that decides how later records are treated. Saved with
 /// every committed offset, so a replay from that offset starts from exactly this.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Progress {
     /// Greatest event time seen so far.
     pub max_event_ms: Option<i64>,
@@ -38,6 +38,19 @@ pub struct Progress {
     pub watermark_ms: Option<i64>,
     /// Late records seen so far on this partition.
     pub late_total: u64,
+    /// Idle closes that happened *after* this point, in offset order. The wall clock that
+    /// decided them is not in the log, so a replay from here repeats them from this list.
+    #[serde(default)]
+    pub idle_marks: Vec<IdleMark>,
+}
+
+/// An idle close: at partition position `at_offset` the watermark was moved to
+/// `watermark_ms` by the wall clock, and what that closed landed (with the buffered rejects)
+/// at that offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdleMark {
+    pub at_offset: i64,
+    pub watermark_ms: i64,
 }
 
 /// A window that has not closed yet.
@@ -104,7 +117,37 @@ impl PartitionWindows {
     }
 
     pub fn progress(&self) -> Progress {
-        self.progress
+        self.progress.clone()
+    }
+
+    pub fn watermark_ms(&self) -> Option<i64> {
+        self.progress.watermark_ms
+    }
+
+    /// Records an idle close about to happen at `mark.at_offset`: in the replay point of every
+    /// open window, so a replay from any of them repeats it, and as pending in the live
+    /// progress, so a state saved before the close carries it out when resumed. The close
+    /// itself is `take_due_mark` and `advance_watermark`.
+    pub fn mark_idle(&mut self, mark: IdleMark) {
+        for w in self.open.values_mut() {
+            w.progress_before.idle_marks.push(mark);
+        }
+        self.progress.idle_marks.push(mark);
+    }
+
+    /// Takes back the mark of an idle close that did not happen.
+    pub fn unmark_idle(&mut self, mark: IdleMark) {
+        for w in self.open.values_mut() {
+            w.progress_before.idle_marks.retain(|m| *m != mark);
+        }
+        self.progress.idle_marks.retain(|m| *m != mark);
+    }
+
+    /// In a replay, the next idle close the first run made at or before `offset`: it must be
+    /// repeated before the record at `offset` is processed.
+    pub fn take_due_mark(&mut self, offset: i64) -> Option<IdleMark> {
+        let first = self.progress.idle_marks.first()?;
+        (first.at_offset <= offset).then(|| self.progress.idle_marks.remove(0))
     }
 
     pub fn open_windows(&self) -> impl Iterator<Item = &OpenWindow> {
@@ -116,7 +159,7 @@ impl PartitionWindows {
         self.open
             .values()
             .min_by_key(|w| w.first_offset)
-            .map(|w| (w.first_offset, w.progress_before))
+            .map(|w| (w.first_offset, w.progress_before.clone()))
     }
 
     /// Feeds one valid event at `offset`. Returns where it went, and the windows that its
@@ -142,13 +185,13 @@ impl PartitionWindows {
                 );
             }
         }
-        let before = self.progress;
+        let before = &self.progress;
         self.open
             .entry(start)
             .or_insert_with(|| OpenWindow {
                 start_ms: start,
                 first_offset: offset,
-                progress_before: before,
+                progress_before: before.clone(),
                 by_campaign: BTreeMap::new(),
             })
             .by_campaign
