@@ -132,27 +132,15 @@ pub fn wait_for_topic<C: ClientContext>(
         let attempt = remaining
             .min(Duration::from_secs(5))
             .max(Duration::from_millis(100));
-        let last_error = match client.fetch_metadata(Some(&settings.topic), attempt) {
-            Ok(md) => match md.topics().iter().find(|t| t.name() == settings.topic) {
-                Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
-                    return Ok(t.partitions().len());
-                }
-                Some(t) => match t.error() {
-                    Some(e)
-                        if RDKafkaErrorCode::from(e)
-                            == RDKafkaErrorCode::UnknownTopicOrPartition =>
-                    {
-                        return Err(KafkaSetupError::TopicMissing {
-                            topic: settings.topic.clone(),
-                            brokers: settings.brokers.clone(),
-                        });
-                    }
-                    Some(e) => format!("topic metadata error {:?}", RDKafkaErrorCode::from(e)),
-                    None => "topic has no partitions yet".to_string(),
-                },
-                None => "topic absent from metadata".to_string(),
-            },
-            Err(e) => e.to_string(),
+        let last_error = match probe_topic(client, &settings.topic, attempt) {
+            Probe::Found(n) => return Ok(n),
+            Probe::Missing => {
+                return Err(KafkaSetupError::TopicMissing {
+                    topic: settings.topic.clone(),
+                    brokers: settings.brokers.clone(),
+                })
+            }
+            Probe::NotReady(e) => e,
         };
         if started.elapsed() >= settings.connect_timeout {
             return Err(KafkaSetupError::Unreachable {
@@ -164,6 +152,30 @@ pub fn wait_for_topic<C: ClientContext>(
         warn!(brokers = %settings.brokers, error = %last_error, "Kafka not ready; retrying");
         std::thread::sleep(backoff.min(settings.connect_timeout.saturating_sub(started.elapsed())));
         backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// What the broker's metadata says about a topic.
+enum Probe {
+    Found(usize),
+    Missing,
+    NotReady(String),
+}
+
+fn probe_topic<C: ClientContext>(client: &Client<C>, topic: &str, timeout: Duration) -> Probe {
+    match client.fetch_metadata(Some(topic), timeout) {
+        Ok(md) => match md.topics().iter().find(|t| t.name() == topic) {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                Probe::Found(t.partitions().len())
+            }
+            Some(t) => match t.error().map(RDKafkaErrorCode::from) {
+                Some(RDKafkaErrorCode::UnknownTopicOrPartition) => Probe::Missing,
+                Some(e) => Probe::NotReady(format!("topic metadata error {e:?}")),
+                None => Probe::NotReady("topic has no partitions yet".to_string()),
+            },
+            None => Probe::NotReady("topic absent from metadata".to_string()),
+        },
+        Err(e) => Probe::NotReady(e.to_string()),
     }
 }
 
@@ -206,7 +218,7 @@ pub async fn create_topic(
                         }
                     }
                 }
-                return Ok(());
+                break;
             }
             Err(e) if started.elapsed() < settings.connect_timeout => {
                 warn!(error = %e, "creating the topic failed; retrying");
@@ -220,6 +232,24 @@ pub async fn create_topic(
                 })
             }
         }
+    }
+    // KRaft answers CreateTopics once the controller has the topic, and a broker's metadata
+    // cache can lag behind it for a moment: a client asking then would be told the topic does
+    // not exist. Return only once the metadata shows it.
+    loop {
+        let last_error = match probe_topic(admin.inner(), &settings.topic, Duration::from_secs(1)) {
+            Probe::Found(_) => return Ok(()),
+            Probe::Missing => "the new topic is not in the metadata yet".to_string(),
+            Probe::NotReady(e) => e,
+        };
+        if started.elapsed() >= settings.connect_timeout {
+            return Err(KafkaSetupError::Unreachable {
+                brokers: settings.brokers.clone(),
+                waited_secs: started.elapsed().as_secs(),
+                last_error,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

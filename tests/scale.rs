@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use support::harness::*;
 use support::output::*;
@@ -21,7 +22,8 @@ struct Fleet<'a> {
     group: &'a str,
     d: &'a Dirs,
     running: BTreeMap<String, (ChildGuard, PathBuf)>,
-    frozen: BTreeMap<String, Instant>,
+    /// Frozen instances: when, and at which churn action.
+    frozen: BTreeMap<String, (Instant, usize)>,
     spawned: usize,
 }
 
@@ -100,9 +102,10 @@ impl<'a> Fleet<'a> {
         c.kill9();
     }
 
-    fn freeze(&mut self, name: &str) {
+    fn freeze(&mut self, name: &str, action: usize) {
         send_signal(self.running[name].0 .0.as_ref().unwrap(), libc::SIGSTOP);
-        self.frozen.insert(name.to_string(), Instant::now());
+        self.frozen
+            .insert(name.to_string(), (Instant::now(), action));
     }
 
     fn thaw(&mut self, name: &str) {
@@ -111,15 +114,18 @@ impl<'a> Fleet<'a> {
         }
     }
 
-    /// Wakes the instances frozen for longer than `after`.
-    fn thaw_due(&mut self, after: Duration) {
-        let due: Vec<String> = self
+    /// Wakes the instances frozen at least `actions` churn actions before `action`, once
+    /// each has been frozen for `at_least` (waiting out the rest if need be). Counting actions
+    /// rather than seconds keeps the schedule a function of the seed alone.
+    fn thaw_due(&mut self, action: usize, actions: usize, at_least: Duration) {
+        let due: Vec<(String, Instant)> = self
             .frozen
             .iter()
-            .filter(|(_, t)| t.elapsed() >= after)
-            .map(|(n, _)| n.clone())
+            .filter(|(_, (_, a))| action >= a + actions)
+            .map(|(n, (t, _))| (n.clone(), *t))
             .collect();
-        for n in due {
+        for (n, t) in due {
+            std::thread::sleep(at_least.saturating_sub(t.elapsed()));
             self.thaw(&n);
         }
     }
@@ -204,6 +210,14 @@ fn finish(topic: &str, group: &str, d: &Dirs, watch: &mut Watch, ledger: &mut Le
     assert_verified(topic, Some(group), d, ledger);
 }
 
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Churn {
+    Add,
+    Stop,
+    Kill,
+    Freeze,
+}
+
 #[test]
 fn churn_with_three_instances_matches_one_uninterrupted_instance() {
     let mut ledger = Ledger::new("scale_churn");
@@ -223,6 +237,18 @@ fn churn_with_three_instances_matches_one_uninterrupted_instance() {
     }
     let mut produced = 1;
     let mut log = Vec::new();
+    // The kinds of action, shuffled by the seed; what happens depends on the seed alone,
+    // never on how fast the machine is.
+    let mut deck: Vec<Churn> = [
+        (Churn::Stop, 5),
+        (Churn::Kill, 4),
+        (Churn::Freeze, 4),
+        (Churn::Add, ACTIONS - 13),
+    ]
+    .into_iter()
+    .flat_map(|(k, n)| std::iter::repeat_n(k, n))
+    .collect();
+    deck.shuffle(&mut rng);
     for action in 0..ACTIONS {
         // Records keep arriving during the churn: a chunk every other action.
         if action % 2 == 1 && produced < CHUNKS {
@@ -231,31 +257,34 @@ fn churn_with_three_instances_matches_one_uninterrupted_instance() {
             produced += 1;
         }
         std::thread::sleep(Duration::from_millis(rng.random_range(1000..2500)));
-        fleet.thaw_due(Duration::from_secs(12));
+        fleet.thaw_due(action, 5, Duration::from_secs(12));
         fleet.assert_alive();
         watch.check(&topic, &group, &d);
         let live = fleet.running.len() - fleet.frozen.len();
-        let what = match rng.random_range(0..4) {
-            _ if live == 0 || fleet.running.len() < 2 => 0,
-            0 if fleet.running.len() < 4 => 0,
-            0 | 1 => 1,
-            2 => 2,
-            _ => 3,
+        // The next kind in the deck that the fleet allows: removing needs a live instance
+        // and at least two running; adding needs a free slot below four.
+        let allowed = |k: &Churn| match k {
+            Churn::Add => fleet.running.len() < 4,
+            _ => live > 0 && fleet.running.len() >= 2,
+        };
+        let kind = match deck.iter().position(allowed) {
+            Some(i) => deck.remove(i),
+            None => Churn::Add,
         };
         ledger.faults += 1;
-        match (what, fleet.pick(&mut rng)) {
-            (1, Some(n)) => {
+        match (kind, fleet.pick(&mut rng)) {
+            (Churn::Stop, Some(n)) => {
                 fleet.stop(&n);
                 log.push(format!("stop {n}"));
             }
-            (2, Some(n)) => {
+            (Churn::Kill, Some(n)) => {
                 fleet.kill9(&n);
                 ledger.kills += 1;
                 log.push(format!("kill -9 {n}"));
             }
-            (3, Some(n)) => {
+            (Churn::Freeze, Some(n)) => {
                 // Frozen past the session timeout (10 s): it wakes up as a zombie.
-                fleet.freeze(&n);
+                fleet.freeze(&n, action);
                 log.push(format!("SIGSTOP {n}"));
             }
             _ => {
