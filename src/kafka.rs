@@ -100,6 +100,17 @@ pub enum KafkaSetupError {
     CreateTopic { topic: String, source: KafkaError },
 }
 
+impl KafkaSetupError {
+    /// Start-up gave up on the broker after waiting since `started`.
+    fn unreachable(settings: &KafkaSettings, started: Instant, last_error: String) -> Self {
+        KafkaSetupError::Unreachable {
+            brokers: settings.brokers.clone(),
+            waited_secs: started.elapsed().as_secs(),
+            last_error,
+        }
+    }
+}
+
 impl KafkaSettings {
     /// A client configuration with the settings every Landfall client shares.
     pub fn client_config(&self) -> ClientConfig {
@@ -143,11 +154,7 @@ pub fn wait_for_topic<C: ClientContext>(
             Probe::NotReady(e) => e,
         };
         if started.elapsed() >= settings.connect_timeout {
-            return Err(KafkaSetupError::Unreachable {
-                brokers: settings.brokers.clone(),
-                waited_secs: started.elapsed().as_secs(),
-                last_error,
-            });
+            return Err(KafkaSetupError::unreachable(settings, started, last_error));
         }
         warn!(brokers = %settings.brokers, error = %last_error, "Kafka not ready; retrying");
         std::thread::sleep(backoff.min(settings.connect_timeout.saturating_sub(started.elapsed())));
@@ -225,11 +232,11 @@ pub async fn create_topic(
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(e) => {
-                return Err(KafkaSetupError::Unreachable {
-                    brokers: settings.brokers.clone(),
-                    waited_secs: started.elapsed().as_secs(),
-                    last_error: e.to_string(),
-                })
+                return Err(KafkaSetupError::unreachable(
+                    settings,
+                    started,
+                    e.to_string(),
+                ))
             }
         }
     }
@@ -243,11 +250,7 @@ pub async fn create_topic(
             Probe::NotReady(e) => e,
         };
         if started.elapsed() >= settings.connect_timeout {
-            return Err(KafkaSetupError::Unreachable {
-                brokers: settings.brokers.clone(),
-                waited_secs: started.elapsed().as_secs(),
-                last_error,
-            });
+            return Err(KafkaSetupError::unreachable(settings, started, last_error));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
