@@ -347,6 +347,21 @@ pub struct ConsumeArgs {
     )]
     pub max_future_skew_secs: i64,
 
+    /// A view lasting longer than this (end minus start) is invalid (`duration_too_long`).
+    #[arg(
+        long,
+        env = "LANDFALL_MAX_DURATION_SECS",
+        default_value_t = 86_400,
+        allow_negative_numbers = true
+    )]
+    pub max_duration_secs: i64,
+
+    /// The campaign table changed on purpose: apply it to the windows that land from now on,
+    /// and keep the files already landed with the table the group's commits name (their
+    /// footers say which). Without it, a changed table is refused at start-up.
+    #[arg(long, env = "LANDFALL_ACCEPT_CAMPAIGNS_CHANGE")]
+    pub accept_campaigns_change: bool,
+
     /// How often state is checkpointed and offsets committed, in milliseconds.
     #[arg(
         long,
@@ -475,6 +490,10 @@ pub struct VerifyArgs {
     /// Maximum future skew in seconds [default: the group's, else 300].
     #[arg(long, allow_negative_numbers = true)]
     pub max_future_skew_secs: Option<i64>,
+
+    /// Maximum view duration in seconds [default: the group's, else 86400].
+    #[arg(long, allow_negative_numbers = true)]
+    pub max_duration_secs: Option<i64>,
 
     /// Audit only records below these offsets, as `partition:offset,...` [default: the end
     /// of each partition when the audit starts].

@@ -7,9 +7,11 @@ use std::time::Duration;
 use crate::cli::{
     ClockArg, ConsumeArgs, KafkaArgs, ProduceArgs, ServeArgs, VerifyArgs, WindowsArgs,
 };
+use crate::decode::Limits;
 use crate::generator::GeneratorConfig;
+use crate::identity::Settings;
 use crate::kafka::KafkaSettings;
-use crate::pipeline::{parse_signature, ConsumeConfig};
+use crate::pipeline::ConsumeConfig;
 use crate::producer::{Clock, ProduceConfig};
 use crate::verify::VerifyConfig;
 use crate::window::WindowConfig;
@@ -17,6 +19,20 @@ use crate::windows::Query;
 
 pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
 pub const DEFAULT_TOPIC: &str = "view-log-events-1";
+
+/// The ranges of the numeric settings (README, "Settings and their ranges").
+pub const MAX_CONNECT_TIMEOUT_SECS: u64 = 3_600;
+pub const MAX_WINDOW_SECS: i64 = 86_400;
+pub const MAX_LATENESS_SECS: i64 = 7 * 86_400;
+pub const MAX_IDLE_TIMEOUT_SECS: i64 = 86_400;
+pub const MAX_FUTURE_SKEW_SECS: i64 = 365 * 86_400;
+pub const MAX_DURATION_SECS: i64 = 365 * 86_400;
+pub const DEFAULT_MAX_DURATION_SECS: i64 = 86_400;
+pub const MAX_CHECKPOINT_INTERVAL_MS: i64 = 3_600_000;
+pub const MAX_PARTITIONS: i32 = 10_000;
+pub const MAX_TXN_SIZE: i64 = 1_000_000;
+pub const MAX_TXN_MS: u64 = 3_600_000;
+pub const MAX_OUT_OF_ORDER_SECS: u64 = 7 * 86_400;
 
 /// Every problem found in the settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +69,25 @@ impl Problems {
     pub fn fraction(&mut self, setting: &str, env: &str, v: f64) -> f64 {
         if !(0.0..=1.0).contains(&v) {
             self.push(setting, env, v, "must be a fraction between 0 and 1");
+        }
+        v
+    }
+
+    /// Checks that `v` lies in `lo..=hi`; out of range is a problem naming the flag, its
+    /// variable, the value and the range with its unit. Returns `v` clamped into the range, so
+    /// later arithmetic (seconds into milliseconds) cannot overflow while problems are collected.
+    pub fn range<T>(&mut self, setting: &str, env: &str, v: T, lo: T, hi: T, unit: &str) -> T
+    where
+        T: PartialOrd + Copy + fmt::Display,
+    {
+        if v < lo || v > hi {
+            self.push(
+                setting,
+                env,
+                v,
+                &format!("must be between {lo} and {hi} {unit}"),
+            );
+            return if v < lo { lo } else { hi };
         }
         v
     }
@@ -155,18 +190,18 @@ pub fn kafka_settings(args: &KafkaArgs, problems: &mut Problems) -> KafkaSetting
             "a Kafka topic name is 1 to 249 characters of [A-Za-z0-9._-]",
         );
     }
-    if args.connect_timeout_secs == 0 {
-        problems.push(
-            "--connect-timeout-secs",
-            "LANDFALL_CONNECT_TIMEOUT_SECS",
-            0,
-            "must be at least 1",
-        );
-    }
+    let connect_timeout_secs = problems.range(
+        "--connect-timeout-secs",
+        "LANDFALL_CONNECT_TIMEOUT_SECS",
+        args.connect_timeout_secs,
+        1,
+        MAX_CONNECT_TIMEOUT_SECS,
+        "seconds",
+    );
     KafkaSettings {
         brokers,
         topic,
-        connect_timeout: Duration::from_secs(args.connect_timeout_secs),
+        connect_timeout: Duration::from_secs(connect_timeout_secs),
     }
 }
 
@@ -205,12 +240,12 @@ pub fn produce_config(
             None => 0,
         },
     };
-    if !(args.rate.is_finite() && args.rate >= 0.0) {
+    if !(args.rate.is_finite() && (0.0..=10_000_000.0).contains(&args.rate)) {
         p.push(
             "--rate",
             "LANDFALL_RATE",
             args.rate,
-            "must be zero (as fast as possible) or a positive number of records per second",
+            "must be zero (as fast as possible) or up to 10000000 records per second",
         );
     }
     let clock = match args.clock {
@@ -228,12 +263,13 @@ pub fn produce_config(
                     0
                 }
             };
-            if !(args.sim_events_per_sec.is_finite() && args.sim_events_per_sec > 0.0) {
+            let eps = args.sim_events_per_sec;
+            if !(eps.is_finite() && eps > 0.0 && eps <= 1e9) {
                 p.push(
                     "--sim-events-per-sec",
                     "LANDFALL_SIM_EVENTS_PER_SEC",
-                    args.sim_events_per_sec,
-                    "must be a positive number",
+                    eps,
+                    "must be a positive number of records per simulated second, at most 1000000000",
                 );
             }
             Clock::Simulated {
@@ -270,30 +306,46 @@ pub fn produce_config(
         "LANDFALL_ABORT_FRACTION",
         args.abort_fraction,
     );
-    if args.txn_size < 1 {
-        p.push(
-            "--txn-size",
-            "LANDFALL_TXN_SIZE",
-            args.txn_size,
-            "must be at least 1",
-        );
-    }
-    if args.create_topic && args.partitions < 1 {
-        p.push(
-            "--partitions",
-            "LANDFALL_PARTITIONS",
-            args.partitions,
-            "must be at least 1",
-        );
-    }
-    if args.create_topic && args.replication_factor < 1 {
-        p.push(
-            "--replication-factor",
-            "LANDFALL_REPLICATION_FACTOR",
-            args.replication_factor,
-            "must be at least 1",
-        );
-    }
+    let txn_size = p.range(
+        "--txn-size",
+        "LANDFALL_TXN_SIZE",
+        args.txn_size,
+        1,
+        MAX_TXN_SIZE,
+        "records",
+    );
+    let partitions = p.range(
+        "--partitions",
+        "LANDFALL_PARTITIONS",
+        args.partitions,
+        1,
+        MAX_PARTITIONS,
+        "partitions",
+    );
+    let replication = p.range(
+        "--replication-factor",
+        "LANDFALL_REPLICATION_FACTOR",
+        args.replication_factor,
+        1,
+        i16::MAX as i32,
+        "replicas",
+    );
+    let out_of_order_secs = p.range(
+        "--out-of-order-secs",
+        "LANDFALL_OUT_OF_ORDER_SECS",
+        args.out_of_order_secs,
+        0,
+        MAX_OUT_OF_ORDER_SECS,
+        "seconds",
+    );
+    let progress_secs = p.range(
+        "--progress-interval-secs",
+        "LANDFALL_PROGRESS_INTERVAL_SECS",
+        args.progress_interval_secs,
+        1,
+        86_400,
+        "seconds",
+    );
     if args.transactional_id.trim().is_empty() {
         p.push(
             "--transactional-id",
@@ -302,26 +354,26 @@ pub fn produce_config(
             "must not be empty",
         );
     }
-    if args.transaction_timeout_ms < 1000 {
-        p.push(
-            "--transaction-timeout-ms",
-            "LANDFALL_TRANSACTION_TIMEOUT_MS",
-            args.transaction_timeout_ms,
-            "must be at least 1000",
-        );
-    }
-    if args.txn_max_ms == 0 {
-        p.push(
-            "--txn-max-ms",
-            "LANDFALL_TXN_MAX_MS",
-            0,
-            "must be at least 1",
-        );
-    }
+    let transaction_timeout_ms = p.range(
+        "--transaction-timeout-ms",
+        "LANDFALL_TRANSACTION_TIMEOUT_MS",
+        args.transaction_timeout_ms,
+        1_000,
+        MAX_TXN_MS,
+        "milliseconds",
+    );
+    let txn_max_ms = p.range(
+        "--txn-max-ms",
+        "LANDFALL_TXN_MAX_MS",
+        args.txn_max_ms,
+        1,
+        MAX_TXN_MS,
+        "milliseconds",
+    );
     let seed = args.seed.unwrap_or_else(rand::random);
     let topic = args.create_topic.then_some(TopicSpec {
-        partitions: args.partitions,
-        replication: args.replication_factor,
+        partitions,
+        replication,
     });
     let cfg = ProduceConfig {
         kafka,
@@ -330,18 +382,18 @@ pub fn produce_config(
         clock,
         generator: GeneratorConfig {
             seed,
-            out_of_order_secs: args.out_of_order_secs,
+            out_of_order_secs,
             late_fraction,
             invalid_fraction,
             unknown_campaign_fraction,
             ..GeneratorConfig::default()
         },
-        txn_size: args.txn_size.max(1) as usize,
-        txn_max: Duration::from_millis(args.txn_max_ms),
+        txn_size: txn_size as usize,
+        txn_max: Duration::from_millis(txn_max_ms),
         abort_fraction,
         transactional_id: args.transactional_id.clone(),
-        transaction_timeout: Duration::from_millis(args.transaction_timeout_ms),
-        progress_interval: Duration::from_secs(args.progress_interval_secs.max(1)),
+        transaction_timeout: Duration::from_millis(transaction_timeout_ms),
+        progress_interval: Duration::from_secs(progress_secs),
         http_addr: http_addr(&args.http_addr, &mut p),
         producers: args.producers.clamp(1, 64) as usize,
     };
@@ -359,51 +411,65 @@ pub fn produce_config(
 pub fn consume_config(args: &ConsumeArgs) -> Result<ConsumeConfig, ConfigError> {
     let mut p = Problems::default();
     let kafka = kafka_settings(&args.kafka, &mut p);
-    let positive = |p: &mut Problems, flag: &str, env: &str, v: i64| {
-        if v <= 0 {
-            p.push(flag, env, v, "must be a positive number");
-        }
-    };
-    positive(
-        &mut p,
+    let window_secs = p.range(
         "--window-secs",
         "LANDFALL_WINDOW_SECS",
         args.window_secs,
+        1,
+        MAX_WINDOW_SECS,
+        "seconds",
     );
-    if args.allowed_lateness_secs < 0 {
-        p.push(
-            "--allowed-lateness-secs",
-            "LANDFALL_ALLOWED_LATENESS_SECS",
-            args.allowed_lateness_secs,
-            "must be zero or positive",
-        );
-    }
-    if args.idle_timeout_secs < 0 {
-        p.push(
-            "--idle-timeout-secs",
-            "LANDFALL_IDLE_TIMEOUT_SECS",
-            args.idle_timeout_secs,
-            "must be zero or positive",
-        );
-    }
-    if args.max_future_skew_secs < 0 {
-        p.push(
-            "--max-future-skew-secs",
-            "LANDFALL_MAX_FUTURE_SKEW_SECS",
-            args.max_future_skew_secs,
-            "must be zero or positive",
-        );
-    }
-    positive(
-        &mut p,
+    let lateness_secs = p.range(
+        "--allowed-lateness-secs",
+        "LANDFALL_ALLOWED_LATENESS_SECS",
+        args.allowed_lateness_secs,
+        0,
+        MAX_LATENESS_SECS,
+        "seconds",
+    );
+    let idle_secs = p.range(
+        "--idle-timeout-secs",
+        "LANDFALL_IDLE_TIMEOUT_SECS",
+        args.idle_timeout_secs,
+        0,
+        MAX_IDLE_TIMEOUT_SECS,
+        "seconds",
+    );
+    let skew_secs = p.range(
+        "--max-future-skew-secs",
+        "LANDFALL_MAX_FUTURE_SKEW_SECS",
+        args.max_future_skew_secs,
+        0,
+        MAX_FUTURE_SKEW_SECS,
+        "seconds",
+    );
+    let duration_secs = p.range(
+        "--max-duration-secs",
+        "LANDFALL_MAX_DURATION_SECS",
+        args.max_duration_secs,
+        1,
+        MAX_DURATION_SECS,
+        "seconds",
+    );
+    let checkpoint_ms = p.range(
         "--checkpoint-interval-ms",
         "LANDFALL_CHECKPOINT_INTERVAL_MS",
         args.checkpoint_interval_ms,
+        10,
+        MAX_CHECKPOINT_INTERVAL_MS,
+        "milliseconds",
     );
     if args.group.trim().is_empty() {
         p.push("--group", "LANDFALL_GROUP", "\"\"", "must not be empty");
     }
-    if !args.campaigns.is_file() {
+    if args.campaigns.is_dir() {
+        p.push(
+            "--campaigns",
+            "LANDFALL_CAMPAIGNS",
+            args.campaigns.display(),
+            "is a directory; give the campaign table's CSV file",
+        );
+    } else if !args.campaigns.is_file() {
         p.push(
             "--campaigns",
             "LANDFALL_CAMPAIGNS",
@@ -433,12 +499,14 @@ pub fn consume_config(args: &ConsumeArgs) -> Result<ConsumeConfig, ConfigError> 
         rejects_dir: args.rejects_dir.clone(),
         state_dir: args.state_dir.clone(),
         window: WindowConfig {
-            size_ms: args.window_secs.max(1) * 1000,
-            lateness_ms: args.allowed_lateness_secs.max(0) * 1000,
+            size_ms: window_secs * 1000,
+            lateness_ms: lateness_secs * 1000,
         },
-        idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(0) as u64),
-        max_future_skew_ms: args.max_future_skew_secs.max(0) * 1000,
-        checkpoint_interval: Duration::from_millis(args.checkpoint_interval_ms.max(1) as u64),
+        idle_timeout: Duration::from_secs(idle_secs as u64),
+        max_future_skew_ms: skew_secs * 1000,
+        max_duration_ms: duration_secs * 1000,
+        accept_campaigns_change: args.accept_campaigns_change,
+        checkpoint_interval: Duration::from_millis(checkpoint_ms as u64),
         exit_on_idle: args.exit_on_idle,
         unsafe_no_durability: args.unsafe_no_durability,
         http_addr: http_addr(&args.http_addr, &mut p),
@@ -454,54 +522,69 @@ pub fn verify_config(
 ) -> Result<VerifyConfig, ConfigError> {
     let mut p = Problems::default();
     let kafka = kafka_settings(&args.kafka, &mut p);
-    let from_group = group_signature.and_then(parse_signature);
-    let (group_window, group_skew) = match from_group {
-        Some((w, f)) => (Some(w), Some(f)),
-        None => (None, None),
-    };
-    let mut pick = |flag: &str, given: Option<i64>, group: Option<i64>, default: i64, min: i64| {
-        let v = match (given, group) {
-            (Some(g), Some(c)) if g * 1000 != c => {
-                p.push(
-                    flag,
-                    "-",
-                    g,
-                    &format!(
+    let group = group_signature.and_then(Settings::parse);
+    // Each setting: the flag if given (in range, and agreeing with the group's), else the
+    // group's, else the consumer's default. In milliseconds.
+    let mut pick =
+        |flag: &str, given: Option<i64>, group: Option<i64>, default: i64, lo: i64, hi: i64| {
+            let given = given.map(|g| p.range(flag, "-", g, lo, hi, "seconds") * 1000);
+            match (given, group) {
+                (Some(g), Some(c)) if g != c => {
+                    p.push(
+                        flag,
+                        "-",
+                        g / 1000,
+                        &format!(
                         "the group committed with {} s; the audit must use the consumer's settings",
                         c / 1000
                     ),
-                );
-                g * 1000
+                    );
+                    g
+                }
+                (Some(g), _) => g,
+                (None, Some(c)) => c,
+                (None, None) => default * 1000,
             }
-            (Some(g), _) => g * 1000,
-            (None, Some(c)) => c,
-            (None, None) => default * 1000,
         };
-        if v < min * 1000 {
-            p.push(flag, "-", v / 1000, "out of range");
-        }
-        v
-    };
     let size_ms = pick(
         "--window-secs",
         args.window_secs,
-        group_window.map(|w| w.size_ms),
+        group.map(|g| g.window.size_ms),
         60,
         1,
+        MAX_WINDOW_SECS,
     );
     let lateness_ms = pick(
         "--allowed-lateness-secs",
         args.allowed_lateness_secs,
-        group_window.map(|w| w.lateness_ms),
+        group.map(|g| g.window.lateness_ms),
         60,
         0,
+        MAX_LATENESS_SECS,
     );
     let skew_ms = pick(
         "--max-future-skew-secs",
         args.max_future_skew_secs,
-        group_skew,
+        group.map(|g| g.max_future_skew_ms),
         300,
         0,
+        MAX_FUTURE_SKEW_SECS,
+    );
+    let duration_ms = pick(
+        "--max-duration-secs",
+        args.max_duration_secs,
+        group.and_then(|g| g.max_duration_ms),
+        DEFAULT_MAX_DURATION_SECS,
+        1,
+        MAX_DURATION_SECS,
+    );
+    let timeout_secs = p.range(
+        "--timeout-secs",
+        "-",
+        args.timeout_secs,
+        1,
+        86_400,
+        "seconds",
     );
     let mut until = std::collections::BTreeMap::new();
     if let Some(spec) = &args.until {
@@ -529,13 +612,16 @@ pub fn verify_config(
         report_dir: args.output_dir.clone(),
         rejects_dir: args.rejects_dir.clone(),
         window: WindowConfig {
-            size_ms: size_ms.max(1000),
-            lateness_ms: lateness_ms.max(0),
+            size_ms,
+            lateness_ms,
         },
-        max_future_skew_ms: skew_ms.max(0),
+        limits: Limits {
+            max_future_skew_ms: skew_ms,
+            max_duration_ms: duration_ms,
+        },
         group: args.group.clone(),
         until,
-        timeout: Duration::from_secs(args.timeout_secs.max(1)),
+        timeout: Duration::from_secs(timeout_secs),
     };
     p.finish(cfg)
 }
@@ -556,15 +642,20 @@ mod tests {
 
     #[test]
     fn verify_takes_window_settings_from_the_group_and_refuses_others() {
-        let sig = "w30000-l10000-f5000";
+        let sig = "w30000-l10000-f5000-d7000";
         let cfg = verify_config(&verify_args(&[]), Some(sig)).unwrap();
         assert_eq!(cfg.window.size_ms, 30_000);
         assert_eq!(cfg.window.lateness_ms, 10_000);
-        assert_eq!(cfg.max_future_skew_ms, 5_000);
+        assert_eq!(cfg.limits.max_future_skew_ms, 5_000);
+        assert_eq!(cfg.limits.max_duration_ms, 7_000);
 
         let defaults = verify_config(&verify_args(&[]), None).unwrap();
         assert_eq!(defaults.window.size_ms, 60_000);
-        assert_eq!(defaults.max_future_skew_ms, 300_000);
+        assert_eq!(defaults.limits.max_future_skew_ms, 300_000);
+        assert_eq!(defaults.limits.max_duration_ms, 86_400_000);
+        // A group of a version before the duration bound: the default bound.
+        let old = verify_config(&verify_args(&[]), Some("w30000-l10000-f5000")).unwrap();
+        assert_eq!(old.limits.max_duration_ms, 86_400_000);
 
         let err = verify_config(
             &verify_args(&["--window-secs", "60", "--until", "0:5,x"]),
@@ -582,11 +673,53 @@ mod tests {
         assert_eq!(until.until, [(0, 5), (2, 7)].into_iter().collect());
     }
 
+    fn consume_args(extra: &[&str]) -> ConsumeArgs {
+        let mut argv = vec!["landfall", "consume", "--campaigns", "Cargo.toml"];
+        argv.extend_from_slice(extra);
+        match crate::cli::Cli::parse_from(argv).command {
+            crate::cli::Command::Consume(a) => a,
+            other => panic!("parsed {other:?}"),
+        }
+    }
+
     #[test]
-    fn signatures_round_trip() {
-        let (w, f) = parse_signature("w60000-l0-f300000").unwrap();
-        assert_eq!((w.size_ms, w.lateness_ms, f), (60_000, 0, 300_000));
-        assert!(parse_signature("w60000-l0").is_none());
-        assert!(parse_signature("garbage").is_none());
+    fn every_numeric_setting_has_a_range_and_out_of_range_names_the_flag() {
+        let huge = i64::MAX.to_string();
+        let err = consume_config(&consume_args(&[
+            "--window-secs",
+            &huge,
+            "--allowed-lateness-secs",
+            &huge,
+            "--max-future-skew-secs",
+            "-1",
+            "--max-duration-secs",
+            "0",
+            "--idle-timeout-secs",
+            &huge,
+            "--checkpoint-interval-ms",
+            "0",
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        for flag in [
+            "--window-secs",
+            "--allowed-lateness-secs",
+            "--max-future-skew-secs",
+            "--max-duration-secs",
+            "--idle-timeout-secs",
+            "--checkpoint-interval-ms",
+        ] {
+            assert!(
+                text.contains(&format!("{flag} (")),
+                "{flag} missing from:\n{text}"
+            );
+        }
+        assert!(
+            text.contains("must be between 1 and 86400 seconds"),
+            "{text}"
+        );
+        let ok = consume_config(&consume_args(&["--window-secs", "86400"])).unwrap();
+        assert_eq!(ok.window.size_ms, 86_400_000);
+        assert_eq!(ok.max_duration_ms, 86_400_000);
     }
 }

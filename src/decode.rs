@@ -17,11 +17,14 @@ pub enum RejectReason {
     BadTimestamp,
     EndBeforeStart,
     TooFarInFuture,
+    DurationTooLong,
+    /// Adding the view to its window would overflow the window's exact sum.
+    AggregateOverflow,
     Late,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 11] = [
         RejectReason::EmptyValue,
         RejectReason::NotUtf8,
         RejectReason::MalformedJson,
@@ -30,6 +33,8 @@ impl RejectReason {
         RejectReason::BadTimestamp,
         RejectReason::EndBeforeStart,
         RejectReason::TooFarInFuture,
+        RejectReason::DurationTooLong,
+        RejectReason::AggregateOverflow,
         RejectReason::Late,
     ];
 
@@ -44,6 +49,8 @@ impl RejectReason {
             RejectReason::BadTimestamp => "bad_timestamp",
             RejectReason::EndBeforeStart => "end_before_start",
             RejectReason::TooFarInFuture => "too_far_in_future",
+            RejectReason::DurationTooLong => "duration_too_long",
+            RejectReason::AggregateOverflow => "aggregate_overflow",
             RejectReason::Late => "late",
         }
     }
@@ -75,6 +82,23 @@ struct RawEvent<'a> {
     #[serde(rename = "campaignId")]
     campaign_id: Option<i64>,
 }
+
+/// The bounds a valid event must keep. They change what lands, so they are part of the
+/// settings signature recorded with every commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// An event ending further than this after its Kafka record timestamp is invalid.
+    pub max_future_skew_ms: i64,
+    /// A view lasting longer than this is invalid: a start date left at a default such as
+    /// `0001-01-01` would otherwise dwarf every real view in the window's sums.
+    pub max_duration_ms: i64,
+}
+
+/// The first instant an event may have: 1970-01-01T00:00:00Z (Kafka's record timestamps start
+/// there too).
+pub const MIN_EVENT_MS: i64 = 0;
+/// The last instant an event may have: 9999-12-31T23:59:59.999Z, the last four-digit year.
+pub const MAX_EVENT_MS: i64 = 253_402_300_799_999;
 
 fn fail(reason: RejectReason, detail: impl Into<String>, event_ms: Option<i64>) -> DecodeError {
     DecodeError {
@@ -168,14 +192,28 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// A timestamp outside [`MIN_EVENT_MS`, `MAX_EVENT_MS`]: far-off dates (year 1, year -200000)
+/// are data errors, and window arithmetic and file names need a bounded range.
+fn in_range(field: &str, text: &str, ms: i64, event_ms: Option<i64>) -> Result<(), DecodeError> {
+    if (MIN_EVENT_MS..=MAX_EVENT_MS).contains(&ms) {
+        return Ok(());
+    }
+    Err(fail(
+        RejectReason::BadTimestamp,
+        format!("{field} {text:?} is outside the supported range 1970-01-01 to 9999-12-31"),
+        event_ms,
+    ))
+}
+
 /// Decodes one record value. `record_ts_ms` is the Kafka record's timestamp; an event further
 /// than `max_future_skew_ms` after it is invalid. The record timestamp is part of the log, so a
 /// replay decides the same way, which a wall-clock check would not.
 pub fn decode(
     value: Option<&[u8]>,
     record_ts_ms: Option<i64>,
-    max_future_skew_ms: i64,
+    limits: &Limits,
 ) -> Result<ViewEvent, DecodeError> {
+    let max_future_skew_ms = limits.max_future_skew_ms;
     let bytes = match value {
         Some(b) if !b.is_empty() => b,
         _ => return Err(fail(RejectReason::EmptyValue, "record has no value", None)),
@@ -206,6 +244,7 @@ pub fn decode(
             None,
         )
     })?;
+    in_range("endTimestamp", &end_text, end_ms, None)?;
     let start_text = raw.start.ok_or_else(|| {
         fail(
             RejectReason::MissingField,
@@ -220,6 +259,7 @@ pub fn decode(
             Some(end_ms),
         )
     })?;
+    in_range("startTimestamp", &start_text, start_ms, Some(end_ms))?;
     let banner_id = raw.banner_id.ok_or_else(|| {
         fail(
             RejectReason::MissingField,
@@ -241,13 +281,25 @@ pub fn decode(
             Some(end_ms),
         ));
     }
+    if end_ms - start_ms > limits.max_duration_ms {
+        return Err(fail(
+            RejectReason::DurationTooLong,
+            format!(
+                "the view lasts {} s (from {start_text} to {end_text}); at most {} s allowed \
+                 (--max-duration-secs)",
+                (end_ms - start_ms) / 1000,
+                limits.max_duration_ms / 1000
+            ),
+            Some(end_ms),
+        ));
+    }
     if let Some(ts) = record_ts_ms {
         if end_ms > ts.saturating_add(max_future_skew_ms) {
             return Err(fail(
                 RejectReason::TooFarInFuture,
                 format!(
                     "endTimestamp {end_text} is {} s after the record timestamp; at most {} s allowed",
-                    (end_ms - ts) / 1000,
+                    (end_ms as i128 - ts as i128) / 1000,
                     max_future_skew_ms / 1000
                 ),
                 Some(end_ms),
@@ -268,14 +320,21 @@ mod tests {
     use super::*;
     use crate::generator::{Generator, GeneratorConfig, InvalidKind, RecordKind};
 
+    fn limits(max_future_skew_ms: i64) -> Limits {
+        Limits {
+            max_future_skew_ms,
+            max_duration_ms: 86_400_000,
+        }
+    }
+
     #[test]
     fn decodes_the_original_format_and_explicit_offsets() {
         let v = br#"{"viewId":"a","startTimestamp":"2024-09-13T06:49:12.123","endTimestamp":"2024-09-13T06:50:01.456","bannerId":517,"campaignId":40}"#;
-        let e = decode(Some(v), None, 0).unwrap();
+        let e = decode(Some(v), None, &limits(0)).unwrap();
         assert_eq!(e.end_ms - e.start_ms, 49_333);
         assert_eq!(e.end_ms, 1_726_210_201_456);
         let v = br#"{"viewId":"a","startTimestamp":"2024-09-13T08:49:12.123+02:00","endTimestamp":"2024-09-13T06:50:01.456Z","bannerId":1,"campaignId":40}"#;
-        let e = decode(Some(v), None, 0).unwrap();
+        let e = decode(Some(v), None, &limits(0)).unwrap();
         assert_eq!(e.end_ms - e.start_ms, 49_333);
     }
 
@@ -292,7 +351,7 @@ mod tests {
             let RecordKind::Invalid(kind) = r.kind else {
                 unreachable!()
             };
-            let err = decode(Some(&r.value), Some(r.timestamp_ms), 300_000).unwrap_err();
+            let err = decode(Some(&r.value), Some(r.timestamp_ms), &limits(300_000)).unwrap_err();
             let want = match kind {
                 InvalidKind::MalformedJson => RejectReason::MalformedJson,
                 InvalidKind::MissingField => RejectReason::MissingField,
@@ -341,25 +400,60 @@ mod tests {
     #[test]
     fn bytes_that_are_not_json_are_named() {
         assert_eq!(
-            decode(Some(&[0xff, 0xfe]), None, 0).unwrap_err().reason,
+            decode(Some(&[0xff, 0xfe]), None, &limits(0))
+                .unwrap_err()
+                .reason,
             RejectReason::NotUtf8
         );
         assert_eq!(
-            decode(None, None, 0).unwrap_err().reason,
+            decode(None, None, &limits(0)).unwrap_err().reason,
             RejectReason::EmptyValue
         );
         assert_eq!(
-            decode(Some(b"hello"), None, 0).unwrap_err().reason,
+            decode(Some(b"hello"), None, &limits(0)).unwrap_err().reason,
             RejectReason::MalformedJson
         );
         assert_eq!(
-            decode(Some(b"[1,2]"), None, 0).unwrap_err().reason,
+            decode(Some(b"[1,2]"), None, &limits(0)).unwrap_err().reason,
             RejectReason::WrongType
         );
         let bad_ts = br#"{"viewId":"a","startTimestamp":"yesterday","endTimestamp":"2024-09-13T06:50:01.456","bannerId":1,"campaignId":40}"#;
         assert_eq!(
-            decode(Some(bad_ts), None, 0).unwrap_err().reason,
+            decode(Some(bad_ts), None, &limits(0)).unwrap_err().reason,
             RejectReason::BadTimestamp
+        );
+    }
+
+    #[test]
+    fn hostile_dates_and_durations_are_rejected_by_name() {
+        let ev = |start: &str, end: &str| {
+            format!(
+                r#"{{"viewId":"a","startTimestamp":"{start}","endTimestamp":"{end}","bannerId":1,"campaignId":40}}"#
+            )
+        };
+        let reject = |start: &str, end: &str| {
+            decode(Some(ev(start, end).as_bytes()), None, &limits(0)).unwrap_err()
+        };
+        let e = reject("0001-01-01T00:00:00", "2024-09-13T06:50:01.456");
+        assert_eq!(e.reason, RejectReason::BadTimestamp, "{}", e.detail);
+        assert!(e.detail.contains("startTimestamp") && e.detail.contains("1970-01-01"));
+        assert_eq!(e.event_ms, Some(1_726_210_201_456));
+        let e = reject("2024-09-13T06:49:00", "-200000-01-01T00:00:00");
+        assert_eq!(e.reason, RejectReason::BadTimestamp, "{}", e.detail);
+        let e = reject("2024-09-11T06:50:01.455", "2024-09-13T06:50:01.456");
+        assert_eq!(e.reason, RejectReason::DurationTooLong, "{}", e.detail);
+        assert!(e.detail.contains("--max-duration-secs"), "{}", e.detail);
+        // Exactly the bound is still valid.
+        let ok = ev("2024-09-12T06:50:01.456", "2024-09-13T06:50:01.456");
+        assert!(decode(Some(ok.as_bytes()), None, &limits(0)).is_ok());
+        // Extreme record timestamps do not overflow the future check.
+        let v = ev("2024-09-13T06:49:00", "2024-09-13T06:50:00");
+        assert!(decode(Some(v.as_bytes()), Some(i64::MAX), &limits(i64::MAX)).is_ok());
+        assert_eq!(
+            decode(Some(v.as_bytes()), Some(i64::MIN), &limits(0))
+                .unwrap_err()
+                .reason,
+            RejectReason::TooFarInFuture
         );
     }
 }

@@ -256,26 +256,119 @@ pub async fn create_topic(
     }
 }
 
-/// Whether a consumer that reported end-of-partition has really read everything committed:
-/// its position is at the high watermark. A read_committed consumer also reports the end at
+/// What librdkafka's statistics say about each partition's end, recorded from a client
+/// context's `stats` callback (`statistics.interval.ms`).
+#[derive(Debug, Default)]
+pub struct PartitionEnds {
+    by_partition: std::sync::Mutex<std::collections::BTreeMap<i32, PartitionEnd>>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct PartitionEnd {
+    /// The last stable offset (else the high watermark): what a read_committed reader reaches.
+    end: Option<i64>,
+    /// Where the fetcher stood at the last end-of-partition event. It moves past aborted
+    /// records and transaction markers, which never reach the application.
+    eof: Option<i64>,
+}
+
+impl PartitionEnds {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<i32, PartitionEnd>> {
+        self.by_partition.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn record(&self, stats: &rdkafka::Statistics, topic: &str) {
+        let Some(t) = stats.topics.get(topic) else {
+            return;
+        };
+        let mut ends = self.lock();
+        for (p, part) in &t.partitions {
+            if *p < 0 {
+                continue;
+            }
+            let e = ends.entry(*p).or_default();
+            let end = if part.ls_offset >= 0 {
+                part.ls_offset
+            } else {
+                part.hi_offset
+            };
+            if end >= 0 {
+                e.end = Some(end);
+            }
+            if part.eof_offset >= 0 {
+                e.eof = Some(part.eof_offset);
+            }
+        }
+    }
+
+    /// The partition's end, as last reported.
+    pub fn end(&self, partition: i32) -> Option<i64> {
+        self.lock().get(&partition).and_then(|e| e.end)
+    }
+
+    /// Forgets a partition (revoked or reassigned): its next end-of-partition is a new one.
+    pub fn forget(&self, partition: i32) {
+        if let Some(e) = self.lock().get_mut(&partition) {
+            e.eof = None;
+        }
+    }
+
+    fn eof(&self, partition: i32) -> Option<i64> {
+        self.lock().get(&partition).and_then(|e| e.eof)
+    }
+}
+
+/// Whether a consumer that reported end-of-partition has really read everything committed,
+/// and if so the offset it is caught up to. A read_committed consumer also reports the end at
 /// the last stable offset, which trails the high watermark while a transaction is open or its
-/// commit markers are still being written.
-pub fn at_stable_end<C: rdkafka::consumer::ConsumerContext>(
+/// commit markers are still being written: caught up means at the high watermark.
+///
+/// The consumer's position is that of the last record it handed over. A partition from which
+/// no record reached the application (empty, all aborted, or already consumed to its end by
+/// the group) has none; then the furthest of `known` (where the caller started or stands)
+/// and the fetcher's offset at the end-of-partition event (from the statistics) counts.
+pub fn stable_end<C: rdkafka::consumer::ConsumerContext>(
     consumer: &rdkafka::consumer::BaseConsumer<C>,
     topic: &str,
     partition: i32,
-) -> bool {
+    ends: &PartitionEnds,
+    known: i64,
+) -> Option<i64> {
     use rdkafka::consumer::Consumer;
-    let position = consumer.position().ok().and_then(|tpl| {
-        tpl.find_partition(topic, partition)
-            .and_then(|e| e.offset().to_raw())
-    });
-    let high = consumer
-        .fetch_watermarks(topic, partition, Duration::from_secs(2))
+    let position = consumer
+        .position()
         .ok()
-        .map(|(_, h)| h);
-    matches!((position, high), (Some(p), Some(h)) if p >= h)
+        .and_then(|tpl| {
+            tpl.find_partition(topic, partition)
+                .and_then(|e| e.offset().to_raw())
+        })
+        .filter(|p| *p >= 0);
+    let at = position.unwrap_or_else(|| known.max(ends.eof(partition).unwrap_or(-1)));
+    let (_, high) = consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(2))
+        .ok()?;
+    (at >= 0 && at >= high).then_some(at)
 }
+
+/// A client context for readers: quiet end-of-partition events, and the partitions' ends
+/// from the statistics.
+#[derive(Debug)]
+pub struct EndTracking {
+    pub topic: String,
+    pub ends: PartitionEnds,
+}
+
+impl ClientContext for EndTracking {
+    fn error(&self, error: KafkaError, reason: &str) {
+        log_client_error(error, reason);
+    }
+
+    fn stats(&self, stats: rdkafka::Statistics) {
+        self.ends.record(&stats, &self.topic);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for EndTracking {}
 
 /// One record as a scan sees it.
 #[derive(Debug, Clone, Copy)]
@@ -327,11 +420,14 @@ pub fn scan(
         topic: topic.clone(),
         source,
     };
-    let consumer: BaseConsumer<QuietEof> = settings
+    let consumer: BaseConsumer<EndTracking> = settings
         .client_config()
         .set("group.id", "landfall-scan")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
+        // Where the fetcher stands at an end-of-partition event, for partitions whose records
+        // never reach the reader (all aborted).
+        .set("statistics.interval.ms", "200")
         .set(
             "isolation.level",
             if read_committed {
@@ -340,7 +436,10 @@ pub fn scan(
                 "read_uncommitted"
             },
         )
-        .create_with_context(QuietEof)
+        .create_with_context(EndTracking {
+            topic: topic.clone(),
+            ends: PartitionEnds::default(),
+        })
         .map_err(err)?;
     let partitions = wait_for_topic(consumer.client(), settings)? as i32;
     let mut ends = std::collections::BTreeMap::new();
@@ -387,7 +486,15 @@ pub fn scan(
             None => {
                 // An end-of-partition event can come at the last stable offset, before the
                 // last transaction's markers: done only once the position reaches the end.
-                open.retain(|p| !(eof.contains(p) && position(*p).is_some_and(|o| o >= ends[p])));
+                open.retain(|p| {
+                    !(eof.contains(p)
+                        && (position(*p).is_some_and(|o| o >= ends[p])
+                            || consumer
+                                .context()
+                                .ends
+                                .eof(*p)
+                                .is_some_and(|o| o >= ends[p])))
+                });
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 eof.insert(p);
@@ -415,6 +522,20 @@ pub fn scan(
         }
     }
     Ok(ends)
+}
+
+/// The topic's ID now, for readers that check files against it.
+pub fn topic_id_now(settings: &KafkaSettings) -> Result<Option<String>, ScanError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer<QuietEof> = settings
+        .client_config()
+        .create_with_context(QuietEof)
+        .map_err(|source| ScanError::Kafka {
+        topic: settings.topic.clone(),
+        source,
+    })?;
+    wait_for_topic(consumer.client(), settings)?;
+    Ok(current_topic_id(consumer.client(), settings)?)
 }
 
 /// A group's committed offset and its metadata, for every partition of the topic (None where
@@ -450,4 +571,145 @@ pub fn committed_offsets(
             _ => (e.partition(), None),
         })
         .collect())
+}
+
+/// A topic's Kafka topic ID (KIP-516), in the base64 form Kafka's tools print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicIdLookup {
+    Found(String),
+    /// The broker does not give topic IDs (Kafka before 2.8): nothing to record or check.
+    NotSupported,
+    Missing,
+    Failed(String),
+}
+
+/// Asks the cluster for `topic`'s topic ID with the Admin API's DescribeTopics, on the
+/// handle of any client (rdkafka 0.39 does not wrap that call, so it goes to librdkafka
+/// directly). A topic deleted and created again under the same name gets a new ID: that is
+/// how a restart tells the old topic's commits and files from the new topic's records.
+pub fn topic_id<C: ClientContext>(
+    client: &Client<C>,
+    topic: &str,
+    timeout: Duration,
+) -> TopicIdLookup {
+    use rdkafka::bindings as rd;
+    use std::ffi::{CStr, CString};
+
+    let Ok(name) = CString::new(topic) else {
+        return TopicIdLookup::Failed(format!("topic name {topic:?} has a NUL byte"));
+    };
+    let cstr = |p: *const std::os::raw::c_char| {
+        if p.is_null() {
+            String::new()
+        } else {
+            // SAFETY: librdkafka returns NUL-terminated strings that live as long as the
+            // object they come from, which is alive here.
+            unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+        }
+    };
+    let timeout_ms = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
+    // SAFETY: every object made here is destroyed before returning, and nothing borrowed from
+    // the result event outlives it (strings are copied out first).
+    unsafe {
+        let rk = client.native_ptr();
+        let queue = rd::rd_kafka_queue_new(rk);
+        let options = rd::rd_kafka_AdminOptions_new(
+            rk,
+            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBETOPICS,
+        );
+        let mut errstr = [0 as std::os::raw::c_char; 256];
+        rd::rd_kafka_AdminOptions_set_request_timeout(
+            options,
+            timeout_ms,
+            errstr.as_mut_ptr(),
+            errstr.len(),
+        );
+        let mut names = [name.as_ptr()];
+        let topics = rd::rd_kafka_TopicCollection_of_topic_names(names.as_mut_ptr(), 1);
+        rd::rd_kafka_DescribeTopics(rk, topics, options, queue);
+        let event = rd::rd_kafka_queue_poll(queue, timeout_ms.saturating_add(1000));
+        let answer = if event.is_null() {
+            TopicIdLookup::Failed(format!("no answer to DescribeTopics within {timeout:?}"))
+        } else if rd::rd_kafka_event_error(event)
+            != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+        {
+            TopicIdLookup::Failed(cstr(rd::rd_kafka_event_error_string(event)))
+        } else {
+            let result = rd::rd_kafka_event_DescribeTopics_result(event);
+            let mut n = 0usize;
+            let descs = rd::rd_kafka_DescribeTopics_result_topics(result, &mut n);
+            if descs.is_null() || n == 0 {
+                TopicIdLookup::Failed("DescribeTopics returned no topic".into())
+            } else {
+                let desc = *descs;
+                let err = rd::rd_kafka_TopicDescription_error(desc);
+                let code = if err.is_null() {
+                    rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+                } else {
+                    rd::rd_kafka_error_code(err)
+                };
+                match code {
+                    rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => {
+                        let id = rd::rd_kafka_TopicDescription_topic_id(desc);
+                        let zero = id.is_null()
+                            || (rd::rd_kafka_Uuid_most_significant_bits(id) == 0
+                                && rd::rd_kafka_Uuid_least_significant_bits(id) == 0);
+                        if zero {
+                            TopicIdLookup::NotSupported
+                        } else {
+                            TopicIdLookup::Found(cstr(rd::rd_kafka_Uuid_base64str(id)))
+                        }
+                    }
+                    rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART => {
+                        TopicIdLookup::Missing
+                    }
+                    _ => TopicIdLookup::Failed(cstr(rd::rd_kafka_error_string(err))),
+                }
+            }
+        };
+        if !event.is_null() {
+            rd::rd_kafka_event_destroy(event);
+        }
+        rd::rd_kafka_TopicCollection_destroy(topics);
+        rd::rd_kafka_AdminOptions_destroy(options);
+        rd::rd_kafka_queue_destroy(queue);
+        answer
+    }
+}
+
+/// The topic's ID for a run that records it: retried (briefly) while the lookup fails. None
+/// when the cluster gives no topic IDs, or cannot answer DescribeTopics at all (older
+/// brokers): the run then cannot tell a recreated topic from the old one, and says so.
+pub fn current_topic_id<C: ClientContext>(
+    client: &Client<C>,
+    settings: &KafkaSettings,
+) -> Result<Option<String>, KafkaSetupError> {
+    let started = Instant::now();
+    let mut last = String::new();
+    for attempt in 0..5 {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(200 * attempt));
+        }
+        let remaining = settings.connect_timeout.saturating_sub(started.elapsed());
+        match topic_id(
+            client,
+            &settings.topic,
+            remaining.clamp(Duration::from_secs(1), Duration::from_secs(10)),
+        ) {
+            TopicIdLookup::Found(id) => return Ok(Some(id)),
+            TopicIdLookup::NotSupported => {
+                warn!(topic = %settings.topic, "the cluster gives no topic IDs (Kafka before 2.8): a topic deleted and created again cannot be told from the old one");
+                return Ok(None);
+            }
+            TopicIdLookup::Missing => {
+                return Err(KafkaSetupError::TopicMissing {
+                    topic: settings.topic.clone(),
+                    brokers: settings.brokers.clone(),
+                })
+            }
+            TopicIdLookup::Failed(e) => last = e,
+        }
+    }
+    warn!(topic = %settings.topic, error = %last, "could not read the topic's ID (DescribeTopics); a topic deleted and created again cannot be told from the old one");
+    Ok(None)
 }

@@ -26,6 +26,7 @@ pub mod enrich;
 pub mod event;
 pub mod failpoint;
 pub mod generator;
+pub mod identity;
 pub mod kafka;
 pub mod metrics;
 pub mod peek;

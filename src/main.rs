@@ -202,7 +202,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                         .values()
                         .flatten()
                         .find_map(|(_, meta)| landfall::state::CommitPoint::parse_metadata(meta))
-                        .map(|(_, sig)| sig)
+                        .map(|m| m.settings)
                 }
                 None => None,
             };

@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use crate::decode::{decode, RejectReason};
+use crate::decode::{decode, Limits, RejectReason};
 use crate::enrich::CampaignTable;
+use crate::identity::{Identity, IdentityError, Settings};
 use crate::kafka::KafkaSettings;
 use crate::metrics::{self, PartitionMetrics};
-use crate::sink::{Landed, RejectRecord, Sink, SinkError};
+use crate::sink::{Landed, RejectRecord, Sink, SinkError, TableChange};
 use crate::state::{CommitPoint, PartitionCheckpoint, RejectBuffer, StateError, StateStore};
 use crate::window::{ClosedWindow, IdleMark, PartitionWindows, Placement, WindowConfig};
 
@@ -31,6 +32,11 @@ pub struct ConsumeConfig {
     pub window: WindowConfig,
     pub idle_timeout: Duration,
     pub max_future_skew_ms: i64,
+    /// Views longer than this are rejected (`duration_too_long`).
+    pub max_duration_ms: i64,
+    /// `--accept-campaigns-change`: a campaign table other than the one the group's commits
+    /// name applies to the windows that land from now on; files landed with the old one stay.
+    pub accept_campaigns_change: bool,
     pub checkpoint_interval: Duration,
     pub exit_on_idle: bool,
     /// Benchmark only: no fsync, no sled flush, no Kafka commits.
@@ -40,28 +46,21 @@ pub struct ConsumeConfig {
 }
 
 impl ConsumeConfig {
-    /// The settings that change what lands. Stored with every commit; a restart with other
-    /// values would change the output, so it is refused.
-    pub fn signature(&self) -> String {
-        format!(
-            "w{}-l{}-f{}",
-            self.window.size_ms, self.window.lateness_ms, self.max_future_skew_ms
-        )
+    /// The settings that change what lands. Their signature is stored with every commit and
+    /// in every footer; a restart with other values would change the output, so it is refused.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            window: self.window,
+            limits: self.limits(),
+        }
     }
-}
 
-/// The window settings and future skew (ms) in a `signature` string.
-pub fn parse_signature(sig: &str) -> Option<(WindowConfig, i64)> {
-    let rest = sig.strip_prefix('w')?;
-    let (size, rest) = rest.split_once("-l")?;
-    let (lateness, skew) = rest.split_once("-f")?;
-    Some((
-        WindowConfig {
-            size_ms: size.parse().ok()?,
-            lateness_ms: lateness.parse().ok()?,
-        },
-        skew.parse().ok()?,
-    ))
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_future_skew_ms: self.max_future_skew_ms,
+            max_duration_ms: self.max_duration_ms,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +73,16 @@ pub enum PipelineError {
     Commit(rdkafka::error::KafkaError),
     #[error("{0}")]
     Recovery(String),
+    #[error(transparent)]
+    Identity(Box<IdentityError>),
+    #[error("the pipeline worker panicked: {0}; nothing was committed past the last landed file")]
+    WorkerPanic(String),
+}
+
+impl From<IdentityError> for PipelineError {
+    fn from(e: IdentityError) -> Self {
+        PipelineError::Identity(Box::new(e))
+    }
 }
 
 /// Counts for the run summary and the metrics.
@@ -106,6 +115,9 @@ pub struct PartitionState {
     pub idle_closed: bool,
     /// An idle close decided (and marked) but not carried out yet, and whether it was marked.
     pub idle_plan: Option<(IdleMark, bool)>,
+    /// A campaign table change that a replay from this partition's commits may still meet
+    /// files of (see `TableChangeState`).
+    pub table_change: Option<TableChangeState>,
     pub metrics: PartitionMetrics,
 }
 
@@ -131,6 +143,7 @@ impl PartitionState {
             caught_up_since: None,
             idle_closed: false,
             idle_plan: None,
+            table_change: None,
         }
     }
 
@@ -144,6 +157,7 @@ impl PartitionState {
             caught_up_since: None,
             idle_closed: false,
             idle_plan: None,
+            table_change: None,
         }
     }
 
@@ -165,14 +179,29 @@ impl PartitionState {
         }
     }
 
-    fn checkpoint(&self) -> PartitionCheckpoint {
+    fn checkpoint(&self, id: &Identity) -> PartitionCheckpoint {
         PartitionCheckpoint {
             commit: self.commit_point(),
             position: self.position,
             windows: self.windows.clone(),
             rejects: self.rejects.clone(),
+            topic_id: id.topic_id.clone(),
+            campaigns_sha256: Some(id.campaigns_sha256.clone()),
         }
     }
+}
+
+/// A campaign table replaced under `--accept-campaigns-change`. Until no replay from a commit
+/// can meet a file landed with the old table, the commits record it (` was=`), so a restart
+/// keeps those files without the flag, and new footers name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableChangeState {
+    pub replaced: String,
+    /// The highest close offset of a file found landed with the old table.
+    pub old_files_until: i64,
+    /// This run has written a file of its own: files are landed in offset order, so no file of
+    /// the old table lies past that one.
+    pub wrote: bool,
 }
 
 /// The per-record work and the landing order, independent of how records arrive.
@@ -204,11 +233,23 @@ pub struct Record<'a> {
 }
 
 impl Pipeline {
-    pub fn new(cfg: ConsumeConfig, table: Arc<CampaignTable>, store: StateStore) -> Self {
+    /// A pipeline for `cfg`'s topic, whose topic ID is `topic_id` (None when the cluster
+    /// gives none).
+    pub fn new(
+        cfg: ConsumeConfig,
+        table: Arc<CampaignTable>,
+        store: StateStore,
+        topic_id: Option<String>,
+    ) -> Self {
         let sink = Sink {
             report_dir: cfg.output_dir.clone(),
             rejects_dir: cfg.rejects_dir.clone(),
-            topic: cfg.kafka.topic.clone(),
+            identity: Identity {
+                topic: cfg.kafka.topic.clone(),
+                topic_id,
+                settings: cfg.settings(),
+                campaigns_sha256: table.checksum.clone(),
+            },
             table: table.clone(),
             sync: !cfg.unsafe_no_durability,
         };
@@ -234,38 +275,122 @@ impl Pipeline {
     ) -> Result<PartitionState, PipelineError> {
         crate::failpoint::hit("during-recovery");
         let topic = &self.cfg.kafka.topic;
+        let mut replaced = None;
         let commit = match kafka_commit {
             None => None,
-            Some((offset, meta)) => match CommitPoint::parse_metadata(&meta) {
-                Some((progress, sig)) if sig == self.cfg.signature() => Some(CommitPoint { offset, progress }),
-                Some((_, sig)) => {
-                    return Err(PipelineError::Recovery(format!(
-                        "partition {partition} of {topic} was committed by group {:?} with settings {sig}, \
-                         but this run has {}; restore --window-secs, --allowed-lateness-secs and \
-                         --max-future-skew-secs, or use a new --group and --output-dir",
-                        self.cfg.group,
-                        self.cfg.signature()
-                    )))
-                }
-                None => {
-                    return Err(PipelineError::Recovery(format!(
+            Some((offset, meta)) => {
+                let parsed = CommitPoint::parse_metadata(&meta).ok_or_else(|| {
+                    PipelineError::Recovery(format!(
                         "partition {partition} of {topic} has committed offset {offset} in group {:?} \
                          but its metadata {meta:?} was not written by Landfall; refusing to guess a \
                          restart point (use a new --group)",
                         self.cfg.group
-                    )))
-                }
-            },
+                    ))
+                })?;
+                replaced = self.check_commit(partition, &parsed)?;
+                Some(CommitPoint {
+                    offset,
+                    progress: parsed.progress,
+                })
+            }
         };
+        let mut st = self.restart_point(partition, commit);
+        st.table_change = replaced.map(|replaced| TableChangeState {
+            replaced,
+            old_files_until: -1,
+            wrote: false,
+        });
+        Ok(st)
+    }
+
+    /// Compares a commit's recorded identity with this run's (I7). Returns the campaign table
+    /// the commit named when `--accept-campaigns-change` replaces it.
+    fn check_commit(
+        &self,
+        partition: i32,
+        meta: &crate::state::CommitMeta,
+    ) -> Result<Option<String>, PipelineError> {
+        let id = &self.sink.identity;
+        let (topic, group) = (id.topic.clone(), self.cfg.group.clone());
+        if let (Some(committed), Some(current)) = (&meta.topic_id, &id.topic_id) {
+            if committed != current {
+                return Err(IdentityError::TopicRecreated {
+                    topic,
+                    group,
+                    partition,
+                    committed: committed.clone(),
+                    current: current.clone(),
+                }
+                .into());
+            }
+        }
+        if !id.settings.agrees_with(&meta.settings) {
+            return Err(IdentityError::SettingsChanged {
+                topic,
+                group,
+                partition,
+                committed: meta.settings.clone(),
+                current: id.settings.signature(),
+            }
+            .into());
+        }
+        match &meta.campaigns_sha256 {
+            Some(committed) if *committed != id.campaigns_sha256 => {
+                if !self.cfg.accept_campaigns_change {
+                    return Err(IdentityError::CampaignsChanged {
+                        topic,
+                        group,
+                        partition,
+                        path: self.cfg.campaigns.clone(),
+                        committed: committed.clone(),
+                        current: id.campaigns_sha256.clone(),
+                    }
+                    .into());
+                }
+                warn!(
+                    partition,
+                    was = %committed,
+                    now = %id.campaigns_sha256,
+                    "campaign table changed (--accept-campaigns-change): windows that land from \
+                     now on use the new table; files already landed keep the old one"
+                );
+                Ok(Some(committed.clone()))
+            }
+            _ => Ok(meta.campaigns_replaced.clone()),
+        }
+    }
+
+    /// The commit metadata for `c`, a commit point of `partition`.
+    pub fn commit_metadata(&self, partition: i32, c: &CommitPoint) -> String {
+        let replaced = self
+            .parts
+            .get(&partition)
+            .and_then(|st| st.table_change.as_ref())
+            .map(|t| t.replaced.as_str());
+        c.metadata(&self.sink.identity, replaced)
+    }
+
+    /// This run's identity: topic, topic ID, settings, campaign table.
+    pub fn identity(&self) -> &Identity {
+        &self.sink.identity
+    }
+
+    /// Where a partition whose commit checked out starts: the sled checkpoint made for exactly
+    /// that commit, or a replay from the commit, or the beginning for a new group.
+    fn restart_point(&self, partition: i32, commit: Option<CommitPoint>) -> PartitionState {
+        let topic = &self.cfg.kafka.topic;
         if let (Some(cp), Some(commit)) = (self.store.load(topic, partition), &commit) {
-            if cp.commit == *commit && cp.windows.config() == self.cfg.window {
+            let id = &self.sink.identity;
+            let same_identity = cp.topic_id == id.topic_id
+                && cp.campaigns_sha256.as_ref() == Some(&id.campaigns_sha256);
+            if cp.commit == *commit && cp.windows.config() == self.cfg.window && same_identity {
                 info!(
                     partition,
                     position = cp.position,
                     committed = commit.offset,
                     "resuming from the state store"
                 );
-                return Ok(PartitionState::from_checkpoint(partition, cp));
+                return PartitionState::from_checkpoint(partition, cp);
             }
             info!(
                 partition,
@@ -282,21 +407,22 @@ impl Pipeline {
                     "rebuilding from the committed offset"
                 );
                 let offset = c.offset;
-                Ok(PartitionState::fresh(
-                    partition,
-                    self.cfg.window,
-                    Some(c),
-                    offset,
-                ))
+                PartitionState::fresh(partition, self.cfg.window, Some(c), offset)
             }
             None => {
                 info!(
                     partition,
                     "no committed offset for this group; starting from the beginning of the log"
                 );
-                Ok(PartitionState::fresh(partition, self.cfg.window, None, -1))
+                PartitionState::fresh(partition, self.cfg.window, None, -1)
             }
         }
+    }
+
+    /// Marks the pipeline as having failed part-way: nothing is checkpointed or committed
+    /// again (see `checkpoint`).
+    pub fn poison(&mut self) {
+        self.poisoned = true;
     }
 
     /// Processes one record. After an error the pipeline is poisoned: see `checkpoint`.
@@ -340,7 +466,7 @@ impl Pipeline {
             value: r.value.map(<[u8]>::to_vec),
         };
         let mut closed = Vec::new();
-        match decode(r.value, r.timestamp_ms, self.cfg.max_future_skew_ms) {
+        match decode(r.value, r.timestamp_ms, &self.cfg.limits()) {
             Err(e) => {
                 *self.totals.rejects.entry(e.reason.as_str()).or_default() += 1;
                 st.metrics.invalid.inc();
@@ -366,6 +492,23 @@ impl Pipeline {
                             st.metrics.unknown_campaign.inc();
                             self.totals.unknown_campaign += 1;
                         }
+                    }
+                    Placement::Overflow { window_start_ms } => {
+                        let reason = RejectReason::AggregateOverflow;
+                        *self.totals.rejects.entry(reason.as_str()).or_default() += 1;
+                        st.metrics.invalid.inc();
+                        metrics::consumer().invalid(reason);
+                        let detail = format!(
+                            "counting this view would take campaign {}'s duration sum in the \
+                             window starting {} past {} ms, what decimal(18,3) holds",
+                            ev.campaign_id,
+                            crate::event::format_timestamp(window_start_ms),
+                            crate::window::MAX_SUM_MS
+                        );
+                        st.rejects.push(
+                            reject(reason, detail, Some(ev.end_ms), None),
+                            progress_before.clone(),
+                        );
                     }
                     Placement::Late {
                         window_start_ms,
@@ -425,8 +568,18 @@ impl Pipeline {
         closed_at: Instant,
     ) -> Result<(), PipelineError> {
         let m = metrics::consumer();
+        let tc = self
+            .parts
+            .get(&partition)
+            .and_then(|st| st.table_change.as_ref());
+        let change = TableChange {
+            accepted: self.cfg.accept_campaigns_change || tc.is_some(),
+            replaced: tc.map(|t| t.replaced.clone()),
+        };
         for w in &closed {
-            match self.sink.land_window(partition, w)? {
+            let landed = self.sink.land_window(partition, w, &change)?;
+            self.note_table_change(partition, &landed, w.close_offset);
+            match landed {
                 Landed::Written { path, bytes, rows } => {
                     self.totals.windows_landed += 1;
                     self.totals.rows_written += rows;
@@ -442,7 +595,7 @@ impl Pipeline {
                     }
                     debug!(partition, window = %crate::event::format_timestamp(w.start_ms), path = %path.display(), "window landed");
                 }
-                Landed::AlreadyThere { path } => {
+                Landed::AlreadyThere { path, .. } => {
                     self.totals.windows_already_there += 1;
                     debug!(partition, path = %path.display(), "window had landed before; kept");
                 }
@@ -453,12 +606,16 @@ impl Pipeline {
         };
         if !st.rejects.items.is_empty() {
             let cut = st.rejects.take();
-            if let Landed::Written { bytes, rows, .. } =
-                self.sink.land_rejects(partition, close_offset, &cut)?
-            {
+            let landed = self
+                .sink
+                .land_rejects(partition, close_offset, &cut, &change)?;
+            self.note_table_change(partition, &landed, close_offset);
+            if let Landed::Written { bytes, rows, .. } = landed {
                 self.totals.reject_files_landed += 1;
                 self.totals.bytes_written += bytes;
-                st.metrics.reject_files.inc();
+                if let Some(st) = self.parts.get(&partition) {
+                    st.metrics.reject_files.inc();
+                }
                 m.rows_written.with_label_values(&["rejects"]).inc_by(rows);
                 m.bytes_written
                     .with_label_values(&["rejects"])
@@ -468,13 +625,46 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Follows a campaign table change: which files of the old table a replay may meet.
+    fn note_table_change(&mut self, partition: i32, landed: &Landed, close_offset: i64) {
+        let Some(tc) = self
+            .parts
+            .get_mut(&partition)
+            .and_then(|st| st.table_change.as_mut())
+        else {
+            return;
+        };
+        match landed {
+            Landed::Written { .. } => tc.wrote = true,
+            Landed::AlreadyThere {
+                other_table: true, ..
+            } => tc.old_files_until = tc.old_files_until.max(close_offset),
+            Landed::AlreadyThere { .. } => {}
+        }
+    }
+
     /// A partition reached its end (lag 0).
     /// The partition reached the end of what it can read. A replay that ends exactly where
     /// the first run closed it by the idle timeout repeats that close here.
-    pub fn caught_up(&mut self, partition: i32, now: Instant) -> Result<(), PipelineError> {
-        let Some(position) = self.parts.get(&partition).map(|st| st.position) else {
+    ///
+    /// `at` is the offset it is caught up to. It can be past the position when the records
+    /// between were never handed over (aborted transactions, their markers, or a partition the
+    /// group had consumed to its end): nothing below `at` is left to read, so that is the
+    /// position, and the partition can be committed and closed like any other.
+    pub fn caught_up(
+        &mut self,
+        partition: i32,
+        at: i64,
+        now: Instant,
+    ) -> Result<(), PipelineError> {
+        let Some(st) = self.parts.get_mut(&partition) else {
             return Ok(());
         };
+        if at > st.position {
+            st.position = at;
+            self.dirty = true;
+        }
+        let position = st.position;
         self.repeat_idle_closes(partition, position)?;
         if let Some(st) = self.parts.get_mut(&partition) {
             st.caught_up_since.get_or_insert(now);
@@ -634,7 +824,7 @@ impl Pipeline {
             .parts
             .iter()
             .filter(|(p, st)| only.is_none_or(|o| o.contains(p)) && st.position >= 0)
-            .map(|(p, st)| (*p, st.checkpoint()))
+            .map(|(p, st)| (*p, st.checkpoint(&self.sink.identity)))
             .collect();
         self.last_checkpoint = Instant::now();
         self.dirty = false;
@@ -680,6 +870,14 @@ impl Pipeline {
         for (p, c) in points {
             if let Some(st) = self.parts.get_mut(p) {
                 st.committed = Some(c.clone());
+                // No replay from here on can meet a file of the replaced table.
+                if st
+                    .table_change
+                    .as_ref()
+                    .is_some_and(|t| t.wrote && c.offset >= t.old_files_until)
+                {
+                    st.table_change = None;
+                }
             }
         }
         self.totals.commits += 1;
@@ -711,6 +909,8 @@ mod tests {
             },
             idle_timeout: Duration::from_secs(3600),
             max_future_skew_ms: i64::MAX / 4,
+            max_duration_ms: 86_400_000,
+            accept_campaigns_change: false,
             checkpoint_interval: Duration::from_secs(3600),
             exit_on_idle: false,
             unsafe_no_durability: false,
@@ -730,7 +930,7 @@ mod tests {
         )
         .unwrap();
         let store = StateStore::open(&root.join(store)).unwrap();
-        let mut p = Pipeline::new(cfg.clone(), Arc::new(table), store);
+        let mut p = Pipeline::new(cfg.clone(), Arc::new(table), store, Some("tid".into()));
         let position = commit.as_ref().map_or(-1, |c| c.offset);
         p.parts
             .insert(0, PartitionState::fresh(0, cfg.window, commit, position));
@@ -834,7 +1034,7 @@ mod tests {
     /// close. Returns the commit that carries the mark.
     fn idle_close(p: &mut Pipeline, wall_ms: i64) -> CommitPoint {
         let t0 = Instant::now();
-        p.caught_up(0, t0).unwrap();
+        p.caught_up(0, p.parts[&0].position, t0).unwrap();
         assert!(p.plan_idle_closes(t0 + p.cfg.idle_timeout, wall_ms));
         let commit = p.checkpoint(None).unwrap()[0].1.clone();
         p.close_idle().unwrap();
@@ -883,9 +1083,9 @@ mod tests {
                     watermark_ms: 70_000
                 }]
             );
-            let meta = commit.metadata("sig");
+            let meta = commit.metadata(first.identity(), None);
             assert_eq!(
-                CommitPoint::parse_metadata(&meta).map(|(p, _)| p),
+                CommitPoint::parse_metadata(&meta).map(|m| m.progress),
                 Some(commit.progress.clone()),
                 "{meta}"
             );

@@ -31,6 +31,54 @@ pub enum ReadError {
     },
     #[error("{path}: unexpected layout: {problem}")]
     Layout { path: PathBuf, problem: String },
+    #[error("reading {path}: the Parquet reader failed on it ({detail}); the file is corrupt")]
+    Corrupt { path: PathBuf, detail: String },
+}
+
+impl ReadError {
+    /// The file concerned, when the error is about one file (not a missing directory).
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            ReadError::Missing(_) => None,
+            ReadError::Io { path, .. }
+            | ReadError::Parquet { path, .. }
+            | ReadError::Layout { path, .. }
+            | ReadError::Corrupt { path, .. } => Some(path),
+        }
+    }
+}
+
+/// Runs a read of one file, turning a panic inside the Parquet reader (a malformed file can
+/// still find one) into an error that names the file.
+fn guarded<T>(path: &Path, read: impl FnOnce() -> Result<T, ReadError>) -> Result<T, ReadError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)) {
+        Ok(r) => r,
+        Err(panic) => Err(ReadError::Corrupt {
+            path: path.to_path_buf(),
+            detail: panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".into()),
+        }),
+    }
+}
+
+/// Reads only a file's footer (its key-value metadata), nothing of its data.
+pub fn read_footer(path: &Path) -> Result<Footer, ReadError> {
+    guarded(path, || {
+        let file = File::open(path).map_err(|source| ReadError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let md = parquet::file::metadata::ParquetMetaDataReader::new()
+            .parse_and_finish(&file)
+            .map_err(|source| ReadError::Parquet {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Footer::of(&md))
+    })
 }
 
 /// Every finalized file under `dir`: `*.parquet`, never temporary files (which start with a
@@ -171,6 +219,22 @@ fn column<'b>(
     })
 }
 
+/// A column as the type Landfall writes it, or a layout error naming both types (a file
+/// written by another tool may have the right names with other types).
+fn typed<'b, T: 'b>(
+    path: &Path,
+    batch: &'b RecordBatch,
+    name: &str,
+    want: &str,
+    cast: impl FnOnce(&'b arrow_array::ArrayRef) -> Option<T>,
+) -> Result<T, ReadError> {
+    let col = column(path, batch, name)?;
+    cast(col).ok_or_else(|| ReadError::Layout {
+        path: path.to_path_buf(),
+        problem: format!("column {name} is {}, not {want}", col.data_type()),
+    })
+}
+
 /// Reads one window file.
 pub fn read_window_file(path: &Path) -> Result<Landed<WindowFileRow>, ReadError> {
     read_window_file_where(path, |_, _| None)
@@ -182,68 +246,116 @@ pub fn read_window_file_where(
     path: &Path,
     choose: impl FnOnce(&Footer, &ParquetMetaData) -> Option<Vec<usize>>,
 ) -> Result<Landed<WindowFileRow>, ReadError> {
-    let (footer, batches) = read_batches(path, choose)?;
-    let mut rows = Vec::new();
-    for b in &batches {
-        let col = |name| column(path, b, name);
-        let start = col("window_start")?.as_primitive::<TimestampMicrosecondType>();
-        let end = col("window_end")?.as_primitive::<TimestampMicrosecondType>();
-        let network = col("network_id")?.as_primitive::<Int64Type>();
-        let campaign = col("campaign_id")?.as_primitive::<Int64Type>();
-        let name = col("campaign_name")?.as_string::<i32>();
-        let count = col("total_count")?.as_primitive::<Int64Type>();
-        let sum = col("sum_duration")?.as_primitive::<Decimal128Type>();
-        let min = col("min_duration")?.as_primitive::<Decimal128Type>();
-        let max = col("max_duration")?.as_primitive::<Decimal128Type>();
-        for i in 0..b.num_rows() {
-            rows.push(WindowFileRow {
-                window_start_us: start.value(i),
-                window_end_us: end.value(i),
-                network_id: (!network.is_null(i)).then(|| network.value(i)),
-                campaign_id: campaign.value(i),
-                campaign_name: (!name.is_null(i)).then(|| name.value(i).to_string()),
-                agg: Agg {
-                    count: count.value(i) as u64,
-                    sum_ms: sum.value(i) as i64,
-                    min_ms: min.value(i) as i64,
-                    max_ms: max.value(i) as i64,
-                },
-            });
+    guarded(path, || {
+        let (footer, batches) = read_batches(path, choose)?;
+        let mut rows = Vec::new();
+        for b in &batches {
+            window_rows(path, b, &mut rows)?;
         }
-    }
-    Ok(Landed {
-        path: path.to_path_buf(),
-        footer,
-        rows,
+        Ok(Landed {
+            path: path.to_path_buf(),
+            footer,
+            rows,
+        })
     })
+}
+
+fn window_rows(
+    path: &Path,
+    b: &RecordBatch,
+    rows: &mut Vec<WindowFileRow>,
+) -> Result<(), ReadError> {
+    let ts = "timestamp(µs)";
+    let start = typed(path, b, "window_start", ts, |c| {
+        c.as_primitive_opt::<TimestampMicrosecondType>()
+    })?;
+    let end = typed(path, b, "window_end", ts, |c| {
+        c.as_primitive_opt::<TimestampMicrosecondType>()
+    })?;
+    let network = typed(path, b, "network_id", "int64", |c| {
+        c.as_primitive_opt::<Int64Type>()
+    })?;
+    let campaign = typed(path, b, "campaign_id", "int64", |c| {
+        c.as_primitive_opt::<Int64Type>()
+    })?;
+    let name = typed(path, b, "campaign_name", "utf8", |c| {
+        c.as_string_opt::<i32>()
+    })?;
+    let count = typed(path, b, "total_count", "int64", |c| {
+        c.as_primitive_opt::<Int64Type>()
+    })?;
+    let dec = "decimal(18,3)";
+    let sum = typed(path, b, "sum_duration", dec, |c| {
+        c.as_primitive_opt::<Decimal128Type>()
+    })?;
+    let min = typed(path, b, "min_duration", dec, |c| {
+        c.as_primitive_opt::<Decimal128Type>()
+    })?;
+    let max = typed(path, b, "max_duration", dec, |c| {
+        c.as_primitive_opt::<Decimal128Type>()
+    })?;
+    if sum.scale() != 3 || min.scale() != 3 || max.scale() != 3 {
+        return Err(ReadError::Layout {
+            path: path.to_path_buf(),
+            problem: format!("durations have scale {}, not 3 (milliseconds)", sum.scale()),
+        });
+    }
+    // A decimal(18,3) holds less than 10^18; anything wider would not fit the aggregate.
+    let ms = |v: i128| i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX });
+    for i in 0..b.num_rows() {
+        rows.push(WindowFileRow {
+            window_start_us: start.value(i),
+            window_end_us: end.value(i),
+            network_id: (!network.is_null(i)).then(|| network.value(i)),
+            campaign_id: campaign.value(i),
+            campaign_name: (!name.is_null(i)).then(|| name.value(i).to_string()),
+            agg: Agg {
+                count: count.value(i).max(0) as u64,
+                sum_ms: ms(sum.value(i)),
+                min_ms: ms(min.value(i)),
+                max_ms: ms(max.value(i)),
+            },
+        });
+    }
+    Ok(())
 }
 
 /// Reads one reject file.
 pub fn read_reject_file(path: &Path) -> Result<Landed<RejectRow>, ReadError> {
-    let (footer, batches) = read_batches(path, |_, _| None)?;
-    let mut rows = Vec::new();
-    for b in &batches {
-        let col = |name| column(path, b, name);
-        let topic = col("kafka_topic")?.as_string::<i32>();
-        let partition = col("kafka_partition")?.as_primitive::<Int32Type>();
-        let offset = col("kafka_offset")?.as_primitive::<Int64Type>();
-        let reason = col("reason")?.as_string::<i32>();
-        let key = col("key")?.as_binary::<i32>();
-        let value = col("value")?.as_binary::<i32>();
-        for i in 0..b.num_rows() {
-            rows.push(RejectRow {
-                topic: topic.value(i).to_string(),
-                partition: partition.value(i),
-                offset: offset.value(i),
-                reason: reason.value(i).to_string(),
-                key: (!key.is_null(i)).then(|| key.value(i).to_vec()),
-                value: (!value.is_null(i)).then(|| value.value(i).to_vec()),
-            });
+    guarded(path, || {
+        let (footer, batches) = read_batches(path, |_, _| None)?;
+        let mut rows = Vec::new();
+        for b in &batches {
+            reject_rows(path, b, &mut rows)?;
         }
-    }
-    Ok(Landed {
-        path: path.to_path_buf(),
-        footer,
-        rows,
+        Ok(Landed {
+            path: path.to_path_buf(),
+            footer,
+            rows,
+        })
     })
+}
+
+fn reject_rows(path: &Path, b: &RecordBatch, rows: &mut Vec<RejectRow>) -> Result<(), ReadError> {
+    let topic = typed(path, b, "kafka_topic", "utf8", |c| c.as_string_opt::<i32>())?;
+    let partition = typed(path, b, "kafka_partition", "int32", |c| {
+        c.as_primitive_opt::<Int32Type>()
+    })?;
+    let offset = typed(path, b, "kafka_offset", "int64", |c| {
+        c.as_primitive_opt::<Int64Type>()
+    })?;
+    let reason = typed(path, b, "reason", "utf8", |c| c.as_string_opt::<i32>())?;
+    let key = typed(path, b, "key", "binary", |c| c.as_binary_opt::<i32>())?;
+    let value = typed(path, b, "value", "binary", |c| c.as_binary_opt::<i32>())?;
+    for i in 0..b.num_rows() {
+        rows.push(RejectRow {
+            topic: topic.value(i).to_string(),
+            partition: partition.value(i),
+            offset: offset.value(i),
+            reason: reason.value(i).to_string(),
+            key: (!key.is_null(i)).then(|| key.value(i).to_vec()),
+            value: (!value.is_null(i)).then(|| value.value(i).to_vec()),
+        });
+    }
+    Ok(())
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tracing::{error, warn};
 
+use crate::identity::Identity;
 use crate::sink::RejectRecord;
 use crate::window::{IdleMark, PartitionWindows, Progress};
 
@@ -21,17 +22,48 @@ pub struct CommitPoint {
 
 const META_PREFIX: &str = "landfall/1";
 
+/// What a Kafka commit's metadata says, besides the offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitMeta {
+    pub progress: Progress,
+    /// The settings signature (see `identity::Settings`).
+    pub settings: String,
+    /// The topic ID the commit was made for; None in commits of versions before topic IDs.
+    pub topic_id: Option<String>,
+    /// The campaign table's SHA-256; None in commits of versions before it was recorded.
+    pub campaigns_sha256: Option<String>,
+    /// The table `--accept-campaigns-change` replaced, while files of it may still be met.
+    pub campaigns_replaced: Option<String>,
+}
+
 impl CommitPoint {
-    /// The commit metadata string: `landfall/1 wm=<ms> max=<ms> late=<n> sig=<settings>`,
-    /// plus ` idle=<offset>@<ms>,...` when idle closes follow the committed offset.
-    pub fn metadata(&self, signature: &str) -> String {
+    /// The commit metadata string: `landfall/1 wm=<ms> max=<ms> late=<n> sig=<settings>
+    /// tid=<topic id> tbl=<campaign table sha256>`, plus ` idle=<offset>@<ms>,...` when idle
+    /// closes follow the committed offset. Kafka keeps up to 4,096 bytes of it
+    /// (`offset.metadata.max.bytes`).
+    ///
+    /// `replaced` is the campaign table `--accept-campaigns-change` replaced, while a replay
+    /// from this commit may still find files landed with it: recorded as ` was=<sha256>`, so a
+    /// restart keeps them without the flag.
+    pub fn metadata(&self, id: &Identity, replaced: Option<&str>) -> String {
         let opt = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
         let mut meta = format!(
-            "{META_PREFIX} wm={} max={} late={} sig={signature}",
+            "{META_PREFIX} wm={} max={} late={} sig={}",
             opt(self.progress.watermark_ms),
             opt(self.progress.max_event_ms),
-            self.progress.late_total
+            self.progress.late_total,
+            id.settings.signature()
         );
+        if let Some(tid) = &id.topic_id {
+            meta.push_str(" tid=");
+            meta.push_str(tid);
+        }
+        meta.push_str(" tbl=");
+        meta.push_str(&id.campaigns_sha256);
+        if let Some(old) = replaced {
+            meta.push_str(" was=");
+            meta.push_str(old);
+        }
         let marks: Vec<String> = self
             .progress
             .idle_marks
@@ -45,15 +77,14 @@ impl CommitPoint {
         meta
     }
 
-    /// Parses commit metadata written by `metadata`. Returns the progress and the settings
-    /// signature.
-    pub fn parse_metadata(meta: &str) -> Option<(Progress, String)> {
+    /// Parses commit metadata written by `metadata`.
+    pub fn parse_metadata(meta: &str) -> Option<CommitMeta> {
         let mut parts = meta.split_whitespace();
         if parts.next()? != META_PREFIX {
             return None;
         }
         let mut progress = Progress::default();
-        let mut sig = None;
+        let (mut sig, mut topic_id, mut table, mut was) = (None, None, None, None);
         for part in parts {
             let (k, v) = part.split_once('=')?;
             let opt = |v: &str| -> Option<Option<i64>> {
@@ -68,6 +99,9 @@ impl CommitPoint {
                 "max" => progress.max_event_ms = opt(v)?,
                 "late" => progress.late_total = v.parse().ok()?,
                 "sig" => sig = Some(v.to_string()),
+                "tid" => topic_id = Some(v.to_string()),
+                "tbl" => table = Some(v.to_string()),
+                "was" => was = Some(v.to_string()),
                 "idle" => {
                     for m in v.split(',') {
                         let (at, wm) = m.split_once('@')?;
@@ -80,7 +114,13 @@ impl CommitPoint {
                 _ => {}
             }
         }
-        Some((progress, sig?))
+        Some(CommitMeta {
+            progress,
+            settings: sig?,
+            topic_id,
+            campaigns_sha256: table,
+            campaigns_replaced: was,
+        })
     }
 }
 
@@ -134,6 +174,11 @@ pub struct PartitionCheckpoint {
     pub position: i64,
     pub windows: PartitionWindows,
     pub rejects: RejectBuffer,
+    /// The topic ID and campaign table it was written with (absent in older stores).
+    #[serde(default)]
+    pub topic_id: Option<String>,
+    #[serde(default)]
+    pub campaigns_sha256: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -294,6 +339,24 @@ mod tests {
         StateStore::open(&path).unwrap();
     }
 
+    fn identity(topic_id: Option<&str>) -> Identity {
+        Identity {
+            topic: "t".into(),
+            topic_id: topic_id.map(str::to_string),
+            settings: crate::identity::Settings {
+                window: crate::window::WindowConfig {
+                    size_ms: 60_000,
+                    lateness_ms: 60_000,
+                },
+                limits: crate::decode::Limits {
+                    max_future_skew_ms: 300_000,
+                    max_duration_ms: 86_400_000,
+                },
+            },
+            campaigns_sha256: "ab".repeat(32),
+        }
+    }
+
     #[test]
     fn commit_metadata_round_trips() {
         let cp = CommitPoint {
@@ -314,19 +377,31 @@ mod tests {
                 ],
             },
         };
-        let meta = cp.metadata("w60000-l60000");
+        let id = identity(Some("q1L3pG5hQ0yRz4Ww1b2c3A"));
+        let meta = cp.metadata(&id, Some(&"cd".repeat(32)));
+        assert!(meta.len() < 4096, "{meta}");
         assert_eq!(
             CommitPoint::parse_metadata(&meta),
-            Some((cp.progress, "w60000-l60000".to_string()))
+            Some(CommitMeta {
+                progress: cp.progress.clone(),
+                settings: id.settings.signature(),
+                topic_id: id.topic_id.clone(),
+                campaigns_sha256: Some(id.campaigns_sha256.clone()),
+                campaigns_replaced: Some("cd".repeat(32)),
+            })
         );
         let empty = CommitPoint {
             offset: 0,
             progress: Progress::default(),
         };
-        assert_eq!(
-            CommitPoint::parse_metadata(&empty.metadata("s")).unwrap().0,
-            Progress::default()
-        );
+        let parsed = CommitPoint::parse_metadata(&empty.metadata(&identity(None), None)).unwrap();
+        assert_eq!(parsed.progress, Progress::default());
+        assert_eq!(parsed.topic_id, None);
+        // A commit of a version before topic IDs and table checksums.
+        let old =
+            CommitPoint::parse_metadata("landfall/1 wm=- max=- late=0 sig=w60000-l60000-f300000")
+                .unwrap();
+        assert_eq!((old.topic_id, old.campaigns_sha256), (None, None));
         assert!(CommitPoint::parse_metadata("someone else's").is_none());
     }
 

@@ -483,7 +483,9 @@ fn bare_drain(topic: &KafkaSettings) -> Result<(u64, u64), BenchError> {
             None => {
                 for (p, d) in done.iter_mut().enumerate() {
                     if eof[p] && !*d {
-                        *d = crate::kafka::at_stable_end(&consumer, &topic_name, p as i32);
+                        let ends = crate::kafka::PartitionEnds::default();
+                        *d = crate::kafka::stable_end(&consumer, &topic_name, p as i32, &ends, 0)
+                            .is_some();
                     }
                 }
             }

@@ -1,6 +1,8 @@
 //! Sink: closed windows and cut rejects become Parquet files, landed durably under
 //! deterministic names. A name that already exists has landed before (a replay after a crash,
-//! or another instance) and is never replaced.
+//! or another instance) and is never replaced; it is used only once its footer proves it is
+//! the file this run would land (see `identity`), and made durable again before anything is
+//! committed past it.
 
 mod parquet;
 pub mod publish;
@@ -14,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decode::RejectReason;
 use crate::enrich::CampaignTable;
+use crate::identity::{Expected, FileKind, Identity, Mismatch};
 use crate::window::ClosedWindow;
 
 /// A record bound for the rejects dataset.
@@ -67,6 +70,40 @@ pub enum SinkError {
         path: PathBuf,
         source: ::parquet::errors::ParquetError,
     },
+    #[error(
+        "{path} is already there but is not a readable Parquet file ({detail}). Landfall never \
+         leaves a partial file under a final name, so something else wrote it: move it out of \
+         the directory and restart"
+    )]
+    Unreadable { path: PathBuf, detail: String },
+    #[error("{path} is already there but is not the file this run would land: {mismatch}. {}", way_out(.mismatch))]
+    NotOurs { path: PathBuf, mismatch: Mismatch },
+}
+
+/// What a user can do about a found file that is not this run's output.
+fn way_out(m: &Mismatch) -> &'static str {
+    match m.what {
+        "topic ID" => {
+            "The topic was deleted and created again since that file landed, so the directory \
+             holds the old topic's output. Land the new topic with a new --group and a new \
+             --output-dir and --rejects-dir"
+        }
+        "window settings" => {
+            "It was written with other settings (--window-secs, --allowed-lateness-secs, \
+             --max-future-skew-secs, --max-duration-secs): restore them, or use a new --group \
+             with a new --output-dir and --rejects-dir"
+        }
+        "campaign table (SHA-256)" => {
+            "It was written with another campaign table: restore that table (the footer's \
+             landfall.campaigns_sha256 names it), or pass --accept-campaigns-change to keep the \
+             files already landed and apply the new table to windows that land from now on"
+        }
+        _ => {
+            "It was not landed by this group's run over this topic (another writer, another \
+             group with other settings sharing the directory, or a copied file): move it out of \
+             the directory, or use a new --output-dir and --rejects-dir"
+        }
+    }
 }
 
 /// What landing did.
@@ -77,8 +114,20 @@ pub enum Landed {
         bytes: u64,
         rows: u64,
     },
-    /// The file was there already: it landed before a crash or in another instance.
-    AlreadyThere { path: PathBuf },
+    /// The file was there already, landed before a crash or by another instance; its
+    /// footer matched and it is durable again. `other_table`: it was landed with a campaign
+    /// table this run replaced (`--accept-campaigns-change`).
+    AlreadyThere { path: PathBuf, other_table: bool },
+}
+
+/// A campaign table change, as one partition sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableChange {
+    /// Files found with another table are kept (`--accept-campaigns-change`, or a commit that
+    /// records the change).
+    pub accepted: bool,
+    /// The table this run replaced for the partition, recorded in the footers.
+    pub replaced: Option<String>,
 }
 
 /// Where files go and what goes in their footers.
@@ -86,7 +135,7 @@ pub enum Landed {
 pub struct Sink {
     pub report_dir: PathBuf,
     pub rejects_dir: PathBuf,
-    pub topic: String,
+    pub identity: Identity,
     pub table: Arc<CampaignTable>,
     /// fsync files and directories. Off only for the benchmark that measures what it costs.
     pub sync: bool,
@@ -125,20 +174,24 @@ impl Sink {
     /// `report/date=2024-09-13/hour=06/<topic>-p0003-20240913T064900Z.parquet`.
     pub fn window_path(&self, partition: i32, start_ms: i64) -> PathBuf {
         self.report_dir
-            .join(window_file_name(&self.topic, partition, start_ms))
+            .join(window_file_name(&self.identity.topic, partition, start_ms))
     }
 
     /// `rejects/partition=3/<topic>-p0003-upto-00000000000000012345.parquet`.
     pub fn rejects_path(&self, partition: i32, close_offset: i64) -> PathBuf {
-        self.rejects_dir
-            .join(rejects_file_name(&self.topic, partition, close_offset))
+        self.rejects_dir.join(rejects_file_name(
+            &self.identity.topic,
+            partition,
+            close_offset,
+        ))
     }
 
-    fn provenance(&self, partition: i32) -> Provenance<'_> {
+    fn provenance<'a>(&'a self, partition: i32, replaced: Option<&'a str>) -> Provenance<'a> {
         Provenance {
-            topic: &self.topic,
+            identity: &self.identity,
             partition,
             table: &self.table,
+            campaigns_replaced: replaced,
         }
     }
 
@@ -147,10 +200,12 @@ impl Sink {
         root: &Path,
         path: PathBuf,
         rows: u64,
+        want: Expected,
+        table_change_ok: bool,
         encode: impl FnOnce() -> Result<Vec<u8>, ::parquet::errors::ParquetError>,
     ) -> Result<Landed, SinkError> {
         if path.exists() {
-            return Ok(Landed::AlreadyThere { path });
+            return self.already_there(path, &want, table_change_ok);
         }
         let bytes = encode().map_err(|source| SinkError::Encode {
             path: path.clone(),
@@ -160,7 +215,8 @@ impl Sink {
             publish::ensure_dir(root, dir)?;
         }
         if !publish::publish(&path, &bytes, self.sync)? {
-            return Ok(Landed::AlreadyThere { path });
+            // Another writer (a zombie, or a second instance) landed it a moment ago.
+            return self.already_there(path, &want, table_change_ok);
         }
         Ok(Landed::Written {
             path,
@@ -169,10 +225,55 @@ impl Sink {
         })
     }
 
-    pub fn land_window(&self, partition: i32, w: &ClosedWindow) -> Result<Landed, SinkError> {
+    /// A file is at the expected name: keep it only if its footer proves it is the file this
+    /// run would land, and make it durable again (it may have been linked just before a crash
+    /// that came before its directory's fsync) before anything is committed past it.
+    fn already_there(
+        &self,
+        path: PathBuf,
+        want: &Expected,
+        table_change_ok: bool,
+    ) -> Result<Landed, SinkError> {
+        let footer = crate::readback::read_footer(&path).map_err(|e| SinkError::Unreadable {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+        if let Err(mismatch) = self.identity.check(&footer, want, table_change_ok) {
+            return Err(SinkError::NotOurs { path, mismatch });
+        }
+        let other_table =
+            footer.get(crate::identity::keys::CAMPAIGNS) != Some(&self.identity.campaigns_sha256);
+        if other_table {
+            tracing::info!(path = %path.display(), "kept a file landed with the campaign table this run replaced");
+        }
+        if self.sync {
+            publish::make_durable(&path)?;
+        }
+        Ok(Landed::AlreadyThere { path, other_table })
+    }
+
+    /// Lands a closed window. `change` is set when a campaign table change is accepted for
+    /// this partition: files of another table are kept, and `change.replaced` (the table the
+    /// partition's commit named, if this run replaced it) goes into the footer.
+    pub fn land_window(
+        &self,
+        partition: i32,
+        w: &ClosedWindow,
+        change: &TableChange,
+    ) -> Result<Landed, SinkError> {
         let path = self.window_path(partition, w.start_ms);
-        let prov = self.provenance(partition);
-        self.land(&self.report_dir, path, w.by_campaign.len() as u64, || {
+        let prov = self.provenance(partition, change.replaced.as_deref());
+        let want = Expected {
+            kind: FileKind::Window {
+                start_ms: w.start_ms,
+                end_ms: w.end_ms,
+            },
+            partition,
+            close_offset: w.close_offset,
+            first_offset: w.first_offset,
+        };
+        let rows = w.by_campaign.len() as u64;
+        self.land(&self.report_dir, path, rows, want, change.accepted, || {
             encode_window(w, &prov)
         })
     }
@@ -182,10 +283,18 @@ impl Sink {
         partition: i32,
         close_offset: i64,
         rejects: &[RejectRecord],
+        change: &TableChange,
     ) -> Result<Landed, SinkError> {
         let path = self.rejects_path(partition, close_offset);
-        let prov = self.provenance(partition);
-        self.land(&self.rejects_dir, path, rejects.len() as u64, || {
+        let prov = self.provenance(partition, change.replaced.as_deref());
+        let want = Expected {
+            kind: FileKind::Rejects,
+            partition,
+            close_offset,
+            first_offset: rejects.first().map_or(close_offset, |r| r.offset),
+        };
+        let rows = rejects.len() as u64;
+        self.land(&self.rejects_dir, path, rows, want, change.accepted, || {
             encode_rejects(rejects, close_offset, &prov)
         })
     }

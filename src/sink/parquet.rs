@@ -15,6 +15,7 @@ use parquet::file::properties::WriterProperties;
 
 use super::RejectRecord;
 use crate::enrich::CampaignTable;
+use crate::identity::{keys, Identity};
 use crate::window::ClosedWindow;
 
 /// Durations are seconds with millisecond precision: exact, so files re-aggregate exactly.
@@ -76,24 +77,33 @@ fn encode(
     Ok(out)
 }
 
-/// Provenance shared by window and reject files.
+/// Provenance shared by window and reject files: the run's identity and the partition.
 pub struct Provenance<'a> {
-    pub topic: &'a str,
+    pub identity: &'a Identity,
     pub partition: i32,
     pub table: &'a CampaignTable,
+    /// The campaign table `--accept-campaigns-change` replaced, when it did at this start.
+    pub campaigns_replaced: Option<&'a str>,
 }
 
 impl Provenance<'_> {
     fn common(&self) -> Vec<(String, String)> {
-        vec![
+        let id = self.identity;
+        let key = |k: &str| format!("landfall.{k}");
+        let mut md = vec![
             ("landfall.version".into(), env!("CARGO_PKG_VERSION").into()),
-            ("landfall.topic".into(), self.topic.into()),
+            (key(keys::TOPIC), id.topic.clone()),
             ("landfall.partition".into(), self.partition.to_string()),
-            (
-                "landfall.campaigns_sha256".into(),
-                self.table.checksum.clone(),
-            ),
-        ]
+            (key(keys::SETTINGS), id.settings.signature()),
+            (key(keys::CAMPAIGNS), id.campaigns_sha256.clone()),
+        ];
+        if let Some(tid) = &id.topic_id {
+            md.push((key(keys::TOPIC_ID), tid.clone()));
+        }
+        if let Some(old) = self.campaigns_replaced {
+            md.push((key(keys::CAMPAIGNS_REPLACED), old.to_string()));
+        }
+        md
     }
 }
 
@@ -183,7 +193,7 @@ pub fn encode_rejects(
     let mut key = BinaryBuilder::new();
     let mut value = BinaryBuilder::new();
     for r in rejects {
-        topic.append_value(prov.topic);
+        topic.append_value(&prov.identity.topic);
         partition.append_value(prov.partition);
         offset.append_value(r.offset);
         reason.append_value(r.reason.as_str());

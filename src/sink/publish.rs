@@ -100,6 +100,19 @@ pub fn publish(final_path: &Path, bytes: &[u8], sync: bool) -> Result<bool, Sink
     Ok(linked)
 }
 
+/// Makes a file found under its final name durable: fsyncs it and its directory. It may have
+/// been linked by a run that crashed before its directory fsync (or by another instance that
+/// is about to): either way, nothing may be committed past it until both are on disk.
+pub fn make_durable(path: &Path) -> Result<(), SinkError> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|source| SinkError::Fsync {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    fsync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
 fn write_temp(tmp: &Path, bytes: &[u8], sync: bool) -> Result<(), SinkError> {
     let mut f = File::create(tmp).map_err(io("create", tmp))?;
     f.write_all(bytes).map_err(io("write", tmp))?;

@@ -118,8 +118,7 @@ impl Feed {
                     let result = if failed {
                         Ok(())
                     } else {
-                        let mut pipeline = lock(&pipeline);
-                        batch.records().try_for_each(|r| pipeline.handle(r))
+                        process(&pipeline, &batch)
                     };
                     failed |= result.is_err();
                     batch.clear();
@@ -214,6 +213,25 @@ impl Drop for Feed {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Processes one batch. A panic (a bug: no input should cause one) becomes an error like any
+/// other, so the poll thread stops instead of waiting forever for a worker that is gone, and
+/// the pipeline is poisoned: nothing is committed past what landed.
+fn process(pipeline: &Mutex<Pipeline>, batch: &Batch) -> Result<(), PipelineError> {
+    let run = std::panic::AssertUnwindSafe(|| {
+        let mut pipeline = lock(pipeline);
+        batch.records().try_for_each(|r| pipeline.handle(r))
+    });
+    std::panic::catch_unwind(run).unwrap_or_else(|panic| {
+        lock(pipeline).poison();
+        let what = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "a panic without a message".into());
+        Err(PipelineError::WorkerPanic(what))
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -59,8 +59,11 @@ pub struct SourceContext {
     /// The first fatal error raised inside a callback; the poll loop stops on it.
     fatal: Mutex<Option<PipelineError>>,
     /// Each partition's end as the broker last reported it (the last stable offset, which is
-    /// what a read_committed reader can reach), from librdkafka's statistics.
-    ends: Mutex<std::collections::BTreeMap<i32, i64>>,
+    /// what a read_committed reader can reach), and where the fetcher stood at its last
+    /// end-of-partition event, from librdkafka's statistics.
+    ends: crate::kafka::PartitionEnds,
+    /// The topic's ID when the session started; a different one means it was recreated.
+    topic_id: Option<String>,
     topic: String,
     /// The group uses the incremental (cooperative) rebalance protocol.
     cooperative: bool,
@@ -101,6 +104,9 @@ impl SourceContext {
                 "could not fetch the group's committed offsets from Kafka".into(),
             )
         })?;
+        // A topic deleted and created again under a running consumer comes back as a new
+        // assignment: its records must not continue the old topic's output.
+        check_topic_id(consumer.client(), &self.topic, self.topic_id.as_deref())?;
         let mut pipeline = self.pipeline();
         for elem in committed.elements() {
             let kafka_commit = match elem.offset() {
@@ -115,6 +121,7 @@ impl SourceContext {
             };
             tpl.set_partition_offset(elem.topic(), elem.partition(), start)
                 .map_err(|e| PipelineError::Recovery(e.to_string()))?;
+            self.ends.forget(elem.partition());
             pipeline.parts.insert(elem.partition(), st);
         }
         info!(partitions = ?pipeline.parts.keys().collect::<Vec<_>>(), "partitions assigned");
@@ -147,6 +154,7 @@ impl SourceContext {
         };
         for p in &partitions {
             pipeline.parts.remove(p);
+            self.ends.forget(*p);
             metrics::consumer().release_partition(*p);
         }
         info!(partitions = ?partitions, lost, "partitions revoked");
@@ -160,20 +168,7 @@ impl ClientContext for SourceContext {
     }
 
     fn stats(&self, stats: rdkafka::Statistics) {
-        let Some(t) = stats.topics.get(&self.topic) else {
-            return;
-        };
-        let mut ends = self.ends.lock().unwrap_or_else(|e| e.into_inner());
-        for (p, part) in &t.partitions {
-            let end = if part.ls_offset >= 0 {
-                part.ls_offset
-            } else {
-                part.hi_offset
-            };
-            if *p >= 0 && end >= 0 {
-                ends.insert(*p, end);
-            }
-        }
+        self.ends.record(&stats, &self.topic);
     }
 }
 
@@ -231,6 +226,32 @@ impl ConsumerContext for SourceContext {
     }
 }
 
+/// Errors if `topic`'s ID is no longer `known`: it was deleted and created again. A lookup
+/// that fails, or finds no topic (deleted, not created yet), proves nothing and passes.
+fn check_topic_id<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    known: Option<&str>,
+) -> Result<(), PipelineError> {
+    let Some(known) = known else {
+        return Ok(());
+    };
+    match crate::kafka::topic_id(client, topic, Duration::from_secs(5)) {
+        crate::kafka::TopicIdLookup::Found(now) if now != known => {
+            Err(crate::identity::IdentityError::TopicReplaced {
+                topic: topic.to_string(),
+                was: known.to_string(),
+                now,
+            }
+            .into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// How often the poll loop checks that the topic is still the one it started with.
+const TOPIC_ID_CHECK: Duration = Duration::from_secs(1);
+
 /// Checkpoints to sled, then commits the resulting offsets (with metadata) to Kafka; with
 /// `force`, also when they did not change, so the broker confirms that this instance still
 /// belongs to the group's current generation. Returns whether the commit went through (or
@@ -251,13 +272,12 @@ fn checkpoint_and_commit(
     if unchanged && !force {
         return Ok(true);
     }
-    let sig = pipeline.cfg.signature();
     let mut tpl = TopicPartitionList::new();
     for (p, c) in &points {
         tpl.add_partition_offset(&pipeline.cfg.kafka.topic, *p, Offset::Offset(c.offset))
             .map_err(PipelineError::Commit)?;
         if let Some(mut elem) = tpl.find_partition(&pipeline.cfg.kafka.topic, *p) {
-            elem.set_metadata(c.metadata(&sig));
+            elem.set_metadata(pipeline.commit_metadata(*p, c));
         }
     }
     let timer = metrics::consumer().commit.start_timer();
@@ -328,6 +348,16 @@ fn session(
     let cfg = cfg.clone();
     let table = Arc::new(CampaignTable::load(&cfg.campaigns)?);
     info!(path = %cfg.campaigns.display(), campaigns = table.len(), sha256 = %table.checksum, "campaign table loaded");
+    // The broker, the topic and its ID first: nothing is created on disk for a run that
+    // cannot reach them.
+    let probe: BaseConsumer<crate::kafka::QuietEof> = cfg
+        .kafka
+        .client_config()
+        .create_with_context(crate::kafka::QuietEof)?;
+    wait_for_topic(probe.client(), &cfg.kafka)?;
+    let topic_id = crate::kafka::current_topic_id(probe.client(), &cfg.kafka)?;
+    drop(probe);
+    info!(topic = %cfg.kafka.topic, topic_id = topic_id.as_deref().unwrap_or("-"), "topic found");
     for dir in [&cfg.output_dir, &cfg.rejects_dir] {
         std::fs::create_dir_all(dir).map_err(|source| ConsumeError::Output {
             path: dir.clone(),
@@ -345,12 +375,18 @@ fn session(
     metrics::consumer().init_campaigns(&table);
     let store = StateStore::open(&cfg.state_dir)?;
     let topic = cfg.kafka.topic.clone();
-    let pipeline = Arc::new(Mutex::new(Pipeline::new(cfg.clone(), table, store)));
+    let pipeline = Arc::new(Mutex::new(Pipeline::new(
+        cfg.clone(),
+        table,
+        store,
+        topic_id.clone(),
+    )));
     let context = SourceContext {
         feed: Feed::start(pipeline.clone()).map_err(ConsumeError::Worker)?,
         pipeline,
         fatal: Mutex::new(None),
-        ends: Mutex::new(Default::default()),
+        ends: Default::default(),
+        topic_id: topic_id.clone(),
         topic: topic.clone(),
         cooperative: cfg.assignment_strategy == crate::cli::AssignmentStrategy::CooperativeSticky,
     };
@@ -386,6 +422,7 @@ fn session(
     let mut last_size = Instant::now() - Duration::from_secs(5);
     let mut stopped_by_signal = false;
     let mut last_tick = Instant::now();
+    let mut last_id_check = Instant::now();
     // Partitions that reported their end but may still have a transaction's records to come.
     let mut eof_pending = std::collections::BTreeSet::new();
     loop {
@@ -422,6 +459,10 @@ fn session(
                     Some(RDKafkaErrorCode::AutoOffsetReset)
                         | Some(RDKafkaErrorCode::OffsetOutOfRange)
                 ) {
+                    // A topic deleted and created again starts its offsets over: that is not
+                    // retention, and the error says which it was.
+                    let ctx = consumer.context();
+                    check_topic_id(consumer.client(), &topic, ctx.topic_id.as_deref())?;
                     return Err(PipelineError::Recovery(format!(
                         "the committed offset is no longer in the log ({e}); the records between it \
                          and the log start were deleted by retention before they landed. Landfall \
@@ -446,20 +487,29 @@ fn session(
             last_tick = now;
             // From here on the pipeline has seen every record polled so far.
             feed.drain()?;
+            // Before anything below commits: the topic is still the one this run started on.
+            if now.duration_since(last_id_check) >= TOPIC_ID_CHECK {
+                last_id_check = now;
+                let id = consumer.context().topic_id.as_deref();
+                check_topic_id(consumer.client(), &topic, id)?;
+            }
             let mut pipeline = consumer.context().pipeline();
             let mut at_end = Vec::new();
             eof_pending.retain(|p| {
-                if !pipeline.parts.contains_key(p) {
+                let Some(st) = pipeline.parts.get(p) else {
                     return false;
+                };
+                let ends = &consumer.context().ends;
+                match crate::kafka::stable_end(&consumer, &topic, *p, ends, st.position) {
+                    Some(at) => {
+                        at_end.push((*p, at));
+                        false
+                    }
+                    None => true,
                 }
-                if crate::kafka::at_stable_end(&consumer, &topic, *p) {
-                    at_end.push(*p);
-                    return false;
-                }
-                true
             });
-            for p in at_end {
-                pipeline.caught_up(p, now)?;
+            for (p, at) in at_end {
+                pipeline.caught_up(p, at, now)?;
             }
             let wall_ms = chrono::Utc::now().timestamp_millis();
             // An idle close is the one decision the log does not make (the wall clock does).
@@ -531,14 +581,9 @@ fn update_lag(consumer: &BaseConsumer<SourceContext>, pipeline: &Pipeline, topic
     let Ok(positions) = consumer.position() else {
         return;
     };
-    let ends = consumer
-        .context()
-        .ends
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let ends = &consumer.context().ends;
     for (p, st) in &pipeline.parts {
-        let Some(end) = ends.get(p) else { continue };
+        let Some(end) = ends.end(*p) else { continue };
         let position = positions
             .find_partition(topic, *p)
             .and_then(|e| e.offset().to_raw())

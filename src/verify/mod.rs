@@ -11,6 +11,7 @@
 //! discrepancies (I4).
 
 mod audit;
+mod identity;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::kafka::{committed_offsets, scan, KafkaSettings, ScanError};
+use crate::kafka::{committed_offsets, scan, topic_id_now, KafkaSettings, ScanError};
 use crate::readback::ReadError;
 use crate::window::WindowConfig;
 use audit::Audit;
@@ -30,7 +31,7 @@ pub struct VerifyConfig {
     pub report_dir: PathBuf,
     pub rejects_dir: PathBuf,
     pub window: WindowConfig,
-    pub max_future_skew_ms: i64,
+    pub limits: crate::decode::Limits,
     /// The consumer group whose committed offsets must not pass unlanded records.
     pub group: Option<String>,
     /// Per partition, audit records below this offset only (default: the end of the log).
@@ -63,6 +64,8 @@ pub struct Discrepancy {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct VerifyReport {
     pub topic: String,
+    /// The topic's ID now (None when the cluster gives none).
+    pub topic_id: Option<String>,
     /// The end offset (exclusive) audited in each partition.
     pub ends: BTreeMap<i32, i64>,
     /// The group's committed offsets, when a group was given.
@@ -78,6 +81,9 @@ pub struct VerifyReport {
     pub files_past_end: u64,
     /// Window files of other topics in the same directory, left out.
     pub other_topic_files: u64,
+    /// Windows whose partition files span a campaign table change made on purpose
+    /// (`--accept-campaigns-change`, recorded in the footers): not a discrepancy.
+    pub windows_across_table_change: u64,
     pub discrepancies: Vec<Discrepancy>,
     pub elapsed_ms: u64,
 }
@@ -114,6 +120,14 @@ impl VerifyReport {
             "  pending:            {} records not landed yet (open windows or buffered rejects)",
             self.pending_records
         );
+        if self.windows_across_table_change > 0 {
+            let _ = writeln!(
+                s,
+                "  table changes:      {} windows span a campaign table change made with \
+                 --accept-campaigns-change",
+                self.windows_across_table_change
+            );
+        }
         if self.files_past_end + self.other_topic_files > 0 {
             let _ = writeln!(
                 s,
@@ -152,11 +166,12 @@ impl VerifyReport {
 /// Audits the output; see the module documentation.
 pub fn verify(cfg: &VerifyConfig) -> Result<VerifyReport, VerifyError> {
     let started = Instant::now();
-    let mut audit = Audit::new(cfg);
+    let mut audit = Audit::new(cfg, topic_id_now(&cfg.kafka)?);
     // The order makes a live consumer safe to audit: commits are read before the files they
     // rely on, and files before the log end they cannot pass.
     if let Some(group) = &cfg.group {
         let committed = committed_offsets(&cfg.kafka, group)?;
+        audit.check_commits(&committed);
         for (p, c) in committed {
             // A partition the group never committed: nothing in it has to have landed yet.
             let o = c.map_or(0, |(o, _)| o);

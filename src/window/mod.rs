@@ -7,7 +7,7 @@
 //! makes a replay from a committed offset produce the same windows as the first run.
 
 mod agg;
-pub use agg::Agg;
+pub use agg::{Agg, MAX_SUM_MS};
 
 use std::collections::BTreeMap;
 
@@ -93,6 +93,11 @@ pub enum Placement {
     Late {
         window_start_ms: i64,
         lateness_ms: i64,
+    },
+    /// Counting it would overflow its campaign's exact sum in the window: rejected, and the
+    /// watermark does not move (as for any invalid record).
+    Overflow {
+        window_start_ms: i64,
     },
 }
 
@@ -186,18 +191,32 @@ impl PartitionWindows {
             }
         }
         let before = &self.progress;
-        self.open
-            .entry(start)
-            .or_insert_with(|| OpenWindow {
-                start_ms: start,
-                first_offset: offset,
-                progress_before: before.clone(),
-                by_campaign: BTreeMap::new(),
-            })
+        let window = self.open.entry(start).or_insert_with(|| OpenWindow {
+            start_ms: start,
+            first_offset: offset,
+            progress_before: before.clone(),
+            by_campaign: BTreeMap::new(),
+        });
+        let cell = window
             .by_campaign
             .entry(campaign_id)
-            .or_insert_with(Agg::empty)
-            .add(duration_ms);
+            .or_insert_with(Agg::empty);
+        if !cell.try_add(duration_ms) {
+            // Leave no empty cell or window behind (a fresh one takes any valid duration, but
+            // that is decode's bound, not this code's).
+            if cell.count == 0 {
+                window.by_campaign.remove(&campaign_id);
+            }
+            if window.by_campaign.is_empty() {
+                self.open.remove(&start);
+            }
+            return (
+                Placement::Overflow {
+                    window_start_ms: start,
+                },
+                Vec::new(),
+            );
+        }
 
         if self.progress.max_event_ms.is_none_or(|m| event_ms > m) {
             self.progress.max_event_ms = Some(event_ms);

@@ -49,7 +49,9 @@ fn reference(events: &[(i64, i64, i64)]) -> (Windows, BTreeSet<usize>) {
             .or_default()
             .entry(c)
             .or_insert_with(Agg::empty)
-            .add(d);
+            .try_add(d)
+            .then_some(())
+            .expect("the reference's durations fit");
         max = Some(max.map_or(t, |m| m.max(t)));
     }
     (windows, late)
