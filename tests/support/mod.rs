@@ -50,8 +50,13 @@ pub fn unique_topic(prefix: &str) -> String {
     )
 }
 
-pub fn landfall_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_landfall")
+/// The binary under test: `LANDFALL_BIN` when it is set (say, an older build, to show that a
+/// new test fails on old code), else the one cargo built for these tests.
+pub fn landfall_bin() -> PathBuf {
+    match std::env::var_os("LANDFALL_BIN") {
+        Some(bin) if !bin.is_empty() => PathBuf::from(bin),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_landfall")),
+    }
 }
 
 /// A `landfall` command with the local broker and quiet logs.
