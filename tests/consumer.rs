@@ -65,11 +65,10 @@ fn golden_run_matches_an_independent_reference() {
         );
     }
 
-    // No temporary file is matched by a **/*.parquet glob, and nothing is left behind.
-    for f in parquet_files(&d.report) {
-        let name = f.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(!name.starts_with('.'), "temporary file {f:?} in the report");
-    }
+    // No temporary file is matched by a **/*.parquet glob, and nothing is left behind: every
+    // file in either tree is a finished Parquet file with a final name.
+    assert_only_final_files(&d.report);
+    assert_only_final_files(&d.rejects);
 
     // External readers: duckdb and pyarrow with hive partitioning.
     let counted: i64 = read_windows(&d.report)
