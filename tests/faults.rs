@@ -256,14 +256,21 @@ fn disk_full_stops_without_commit_and_resumes_once_space_is_freed() {
         window_file_count(&d) > 10,
         "some windows landed before the disk filled"
     );
-    // No debris left to keep the disk full.
-    let temps = std::fs::read_dir(&d.report)
+    // No debris left to keep the disk full, anywhere in the tree (temporary files sit next
+    // to their final names, under date=/hour=).
+    let temps: Vec<PathBuf> = all_files(&d.report)
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
-        .count();
-    assert_eq!(temps, 0, "temporary files left on the full disk");
+        .filter(|f| {
+            let name = f.file_name().unwrap().to_string_lossy();
+            name.ends_with(".tmp") || name.starts_with('.')
+        })
+        .collect();
+    assert!(
+        temps.is_empty(),
+        "{} temporary files left on the full disk: {:?}",
+        temps.len(),
+        &temps[..temps.len().min(5)]
+    );
 
     mount(&["-o", "remount,size=64m", path_str(&d.report)]);
     finish_after_the_fault(&topic, &group, &d, ledger);
