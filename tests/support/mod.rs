@@ -198,6 +198,83 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `text` without ANSI escape sequences (the log colours its field names).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters, then one final byte in @..~.
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A consumer group as the broker describes it.
+#[derive(Debug, Clone)]
+pub struct GroupState {
+    /// "Stable", "PreparingRebalance", "CompletingRebalance", "Empty" or "Dead".
+    pub state: String,
+    /// The member ids, sorted.
+    pub members: Vec<String>,
+}
+
+impl GroupState {
+    pub fn stable_with(&self, members: usize) -> bool {
+        self.state == "Stable" && self.members.len() == members
+    }
+}
+
+/// Polls the broker's description of `group` until `pred` holds, failing the test after
+/// `timeout` with the last description. For waiting on what a sleep past the session timeout
+/// used to stand for: a member gone, a group settled.
+pub fn wait_for_group_members(
+    group: &str,
+    what: &str,
+    timeout: Duration,
+    mut pred: impl FnMut(&GroupState) -> bool,
+) -> GroupState {
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("group client");
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match client.fetch_group_list(Some(group), Duration::from_secs(5)) {
+            Ok(list) => {
+                let g = list.groups().iter().find(|g| g.name() == group);
+                let mut members: Vec<String> = g
+                    .map(|g| g.members().iter().map(|m| m.id().to_string()).collect())
+                    .unwrap_or_default();
+                members.sort();
+                let now = GroupState {
+                    state: g.map_or("Dead", |g| g.state()).to_string(),
+                    members,
+                };
+                if pred(&now) {
+                    return now;
+                }
+                format!("{now:?}")
+            }
+            Err(e) => format!("error {e}"),
+        };
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what} in group {group}; last seen: {last}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// GET `path` on 127.0.0.1:`port`: (status, body), or None if nothing answers.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
