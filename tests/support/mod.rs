@@ -189,13 +189,46 @@ impl Drop for ChildGuard {
     }
 }
 
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Makes a `landfall` command serve HTTP on a port the system picks (`--http-addr
+/// 127.0.0.1:0`) and log the address it got, with warnings and errors as before. Read the port
+/// back with [`bound_port`]: a port chosen by the test and bound later by the child could be
+/// taken in between.
+pub fn http_on_any_port(cmd: &mut Command) -> &mut Command {
+    cmd.args(["--http-addr", "127.0.0.1:0"])
+        .env("LANDFALL_LOG", "warn,landfall::metrics=info")
+}
+
+/// The port a `landfall` child bound for [`http_on_any_port`], from the `serving ...` line it
+/// logs to `log` (`addr=127.0.0.1:NNNNN`).
+pub fn bound_port(log: &Path, timeout: Duration) -> u16 {
+    logged_port(log, "serving /", "addr=", timeout)
+}
+
+/// The port in the first line of `log` that contains `line_has`, from its `key` field (such
+/// as `addr=127.0.0.1:NNNNN`), waiting up to `timeout` for the line to appear. Colour codes
+/// are ignored.
+pub fn logged_port(log: &Path, line_has: &str, key: &str, timeout: Duration) -> u16 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = strip_ansi(&std::fs::read_to_string(log).unwrap_or_default());
+        let port = text
+            .lines()
+            .find(|l| l.contains(line_has))
+            .and_then(|l| l.split_once(key))
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|addr| addr.trim_matches('"').rsplit_once(':'))
+            .and_then(|(_, port)| port.parse::<u16>().ok())
+            .filter(|p| *p != 0);
+        if let Some(port) = port {
+            return port;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {line_has:?} line with a {key:?} port in {} within {timeout:?}:\n{text}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// `text` without ANSI escape sequences (the log colours its field names).
