@@ -38,18 +38,50 @@ fn golden_run_matches_an_independent_reference() {
     produce_golden(&topic, 100_000);
     let d = dirs();
     consume_to_end(&topic, &format!("{topic}-g"), &d);
+
+    // Aborted records appear nowhere: the records a read_uncommitted reader sees and a
+    // read_committed one does not are in no reject file, and the windows are those of the
+    // committed records, not those of every record.
+    let committed = read_topic(&topic, "read_committed");
+    let uncommitted = read_topic(&topic, "read_uncommitted");
+    let committed_at: std::collections::BTreeSet<(i32, i64)> =
+        committed.iter().map(|r| (r.partition, r.offset)).collect();
+    let aborted: Vec<(i32, i64)> = uncommitted
+        .iter()
+        .map(|r| (r.partition, r.offset))
+        .filter(|k| !committed_at.contains(k))
+        .collect();
+    assert!(
+        aborted.len() >= 10_000,
+        "the topic has aborted records to skip: {} of {}",
+        aborted.len(),
+        uncommitted.len()
+    );
+    let rejects = read_rejects(&d.rejects);
+    let rejected_aborted: Vec<&(i32, i64)> =
+        aborted.iter().filter(|k| rejects.contains_key(k)).collect();
+    assert!(
+        rejected_aborted.is_empty(),
+        "{} aborted records are in the rejects, the first (partition, offset): {:?}",
+        rejected_aborted.len(),
+        &rejected_aborted[..rejected_aborted.len().min(5)]
+    );
+    let windows = read_windows(&d.report);
+    let total = |w: &std::collections::BTreeMap<i32, Cells>| -> i64 {
+        w.values().flat_map(|c| c.values()).map(|c| c.0).sum()
+    };
+    let everything = reference(&uncommitted, WINDOW_MS, LATENESS_MS, SKEW_MS);
+    assert!(
+        windows != everything.windows && total(&windows) < total(&everything.windows),
+        "the windows count aborted records: {} counted, {} in the windows of every record",
+        total(&windows),
+        total(&everything.windows)
+    );
     let want = assert_matches_reference(&topic, &d);
+    assert_eq!(total(&windows), total(&want.windows));
     assert!(want.records >= 75_000, "{} committed records", want.records);
 
-    // Aborted records appear nowhere: every key in the output comes from a committed record.
-    let uncommitted = read_topic(&topic, "read_uncommitted");
-    assert!(
-        uncommitted.len() > want.records,
-        "the topic has aborted records to skip"
-    );
-
     // Every reason the generator can produce appears, at the right offsets.
-    let rejects = read_rejects(&d.rejects);
     let reasons: std::collections::BTreeSet<&str> = rejects.values().map(String::as_str).collect();
     for r in [
         "late",
@@ -65,11 +97,10 @@ fn golden_run_matches_an_independent_reference() {
         );
     }
 
-    // No temporary file is matched by a **/*.parquet glob, and nothing is left behind.
-    for f in parquet_files(&d.report) {
-        let name = f.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(!name.starts_with('.'), "temporary file {f:?} in the report");
-    }
+    // No temporary file is matched by a **/*.parquet glob, and nothing is left behind: every
+    // file in either tree is a finished Parquet file with a final name.
+    assert_only_final_files(&d.report);
+    assert_only_final_files(&d.rejects);
 
     // External readers: duckdb and pyarrow with hive partitioning.
     let counted: i64 = read_windows(&d.report)

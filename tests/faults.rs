@@ -256,14 +256,21 @@ fn disk_full_stops_without_commit_and_resumes_once_space_is_freed() {
         window_file_count(&d) > 10,
         "some windows landed before the disk filled"
     );
-    // No debris left to keep the disk full.
-    let temps = std::fs::read_dir(&d.report)
+    // No debris left to keep the disk full, anywhere in the tree (temporary files sit next
+    // to their final names, under date=/hour=).
+    let temps: Vec<PathBuf> = all_files(&d.report)
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
-        .count();
-    assert_eq!(temps, 0, "temporary files left on the full disk");
+        .filter(|f| {
+            let name = f.file_name().unwrap().to_string_lossy();
+            name.ends_with(".tmp") || name.starts_with('.')
+        })
+        .collect();
+    assert!(
+        temps.is_empty(),
+        "{} temporary files left on the full disk: {:?}",
+        temps.len(),
+        &temps[..temps.len().min(5)]
+    );
 
     mount(&["-o", "remount,size=64m", path_str(&d.report)]);
     finish_after_the_fault(&topic, &group, &d, ledger);
@@ -356,10 +363,14 @@ fn a_zombie_consumer_never_overwrites_or_loses() {
     wait_until("windows to land", Duration::from_secs(60), || {
         window_file_count(&d) >= 20
     });
+    let a_member = wait_for_group_members(&group, "A alone", Duration::from_secs(30), |g| {
+        g.stable_with(1)
+    })
+    .members[0]
+        .clone();
 
     // A stops answering for longer than the session timeout (10 s); B takes over.
     send_signal(a.child(), libc::SIGSTOP);
-    let stopped = Instant::now();
     ledger.faults += 1;
     let landed_by_a = tree_bytes(&d.report);
     let (mut b, b_log) = spawn("b");
@@ -369,24 +380,44 @@ fn a_zombie_consumer_never_overwrites_or_loses() {
         Duration::from_secs(90),
         || window_file_count(&d) >= landed_by_a.len() + 20,
     );
-    while stopped.elapsed() < Duration::from_secs(15) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // A's session has expired: the broker dropped it from the group, B owns every partition.
+    wait_for_group_members(
+        &group,
+        "A's session to expire",
+        Duration::from_secs(60),
+        |g| g.stable_with(1) && !g.members.contains(&a_member),
+    );
     send_signal(a.child(), libc::SIGCONT);
     run_ok(produce_cmd(&topic, 4, 40_000, 3, sim_secs(80_000)));
-    std::thread::sleep(Duration::from_secs(8));
+    // A really is a zombie: it finds its partitions gone when it wakes up.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let evidence = loop {
+        let said = read_log(&a_log);
+        let lines = lost_partitions_evidence(&said);
+        if !lines.is_empty() {
+            break lines.join("\n");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "A did not notice it had lost its partitions within 60 s of waking up:\n{}",
+            strip_ansi(&said)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!(
+        "A noticed it had lost its partitions:\n{}",
+        strip_ansi(&evidence)
+    );
+    // A rejoins as a new member, and the group settles with both.
+    wait_for_group_members(&group, "A to rejoin", Duration::from_secs(60), |g| {
+        g.stable_with(2) && !g.members.contains(&a_member)
+    });
     for (c, log, name) in [(&mut a, &a_log, "A"), (&mut b, &b_log, "B")] {
         send_signal(c.child(), libc::SIGTERM);
         let status = wait_exit(c.child(), Duration::from_secs(30), name);
         c.0 = None;
         assert!(status.success(), "{name} exit {status}:\n{}", read_log(log));
     }
-    // A really was a zombie: it found its partitions gone when it woke up.
-    let a_said = read_log(&a_log);
-    assert!(
-        a_said.contains("assignment lost") || a_said.contains("commit"),
-        "A did not notice it had lost its partitions:\n{a_said}"
-    );
     // Nothing that had landed changed.
     let now = tree_bytes(&d.report);
     for (name, bytes) in &landed_by_a {
@@ -398,7 +429,12 @@ fn a_zombie_consumer_never_overwrites_or_loses() {
 
     // Static members do not leave the group when they stop: their partitions wait for them
     // for the session timeout. Let both sessions expire, so the last run gets every partition.
-    std::thread::sleep(Duration::from_secs(11));
+    wait_for_group_members(
+        &group,
+        "both sessions to expire",
+        Duration::from_secs(60),
+        |g| g.members.is_empty(),
+    );
     ledger.restarts += 1;
     let mut cmd = consume_cmd(&topic, &group, &d, true);
     cmd.env("LANDFALL_INSTANCE_ID", "a")
@@ -407,6 +443,22 @@ fn a_zombie_consumer_never_overwrites_or_loses() {
     assert_same_output(&clean_run(&topic), &d);
     assert_verified(&topic, Some(&group), &d, &mut ledger);
     ledger.book();
+}
+
+/// The lines of a consumer's log that show it found its partitions gone: the rebalance saw
+/// its assignment lost, or the broker refused its commit because it was no longer a member of
+/// the group. (Not an illegal generation: a member that merely missed a rebalance, stopped
+/// for 2 s while another joined, has its commit refused with that too.)
+fn lost_partitions_evidence(log: &str) -> Vec<&str> {
+    const REFUSED: [&str; 3] = ["Unknown member", "fenced", "Assignment lost"];
+    log.lines()
+        .filter(|l| {
+            l.contains("assignment lost; not committing for these partitions")
+                || ((l.contains("offset commit failed; retrying at the next checkpoint")
+                    || l.contains("commit on revoke failed"))
+                    && REFUSED.iter().any(|r| l.contains(r)))
+        })
+        .collect()
 }
 
 /// The sum of the topic's partition ends: the high watermarks (everything written), or with

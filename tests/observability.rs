@@ -33,12 +33,12 @@ fn wait_for_status(port: u16, path: &str, want: u16, timeout: Duration) -> Strin
 fn endpoints_answer_before_and_after_assignment() {
     // Before: the broker is unreachable, so no partitions are assigned yet.
     let d = dirs();
-    let port = free_port();
     let mut cmd = consume_cmd("no-such-topic", "g", &d, false);
-    cmd.env("LANDFALL_BROKERS", "127.0.0.1:1")
-        .args(["--http-addr", &format!("127.0.0.1:{port}")]);
-    log_stderr(&mut cmd, d.tmp.path(), "waiting");
+    cmd.env("LANDFALL_BROKERS", "127.0.0.1:1");
+    http_on_any_port(&mut cmd);
+    let log = log_stderr(&mut cmd, d.tmp.path(), "waiting");
     let mut waiting = ChildGuard::spawn(cmd);
+    let port = bound_port(&log, Duration::from_secs(10));
     wait_for_status(port, "/healthz", 200, Duration::from_secs(10));
     assert_eq!(http_get(port, "/readyz").map(|r| r.0), Some(503));
     let metrics = wait_for_status(port, "/metrics", 200, Duration::from_secs(5));
@@ -51,11 +51,11 @@ fn endpoints_answer_before_and_after_assignment() {
     // After: partitions assigned, state loaded; then a clean stop.
     let topic = unique_topic("endpoints");
     run_ok(produce_cmd(&topic, 3, 5_000, 1, 0));
-    let port = free_port();
     let mut cmd = consume_cmd(&topic, &format!("{topic}-g"), &d, false);
-    cmd.args(["--http-addr", &format!("127.0.0.1:{port}")]);
+    http_on_any_port(&mut cmd);
     let log = log_stderr(&mut cmd, d.tmp.path(), "running");
     let mut consumer = ChildGuard::spawn(cmd);
+    let port = bound_port(&log, Duration::from_secs(30));
     wait_for_status(port, "/readyz", 200, Duration::from_secs(30));
     wait_until(
         "records counted in /metrics",
@@ -74,11 +74,12 @@ fn endpoints_answer_before_and_after_assignment() {
     assert!(status.success(), "{status}: {}", read_log(&log));
 
     // The producer: ready once its transactional id is initialised.
-    let port = free_port();
     let mut cmd = produce_cmd(&topic, 3, 0, 2, 0);
-    cmd.args(["--rate", "500", "--http-addr", &format!("127.0.0.1:{port}")]);
+    cmd.args(["--rate", "500"]);
+    http_on_any_port(&mut cmd);
     let producer_log = log_stderr(&mut cmd, d.tmp.path(), "producer");
     let mut producer = ChildGuard::spawn(cmd);
+    let port = bound_port(&producer_log, Duration::from_secs(30));
     wait_for_status(port, "/readyz", 200, Duration::from_secs(30));
     wait_until(
         "a committed transaction in /metrics",
@@ -214,25 +215,22 @@ fn a_real_prometheus_answers_every_dashboard_expression() {
     let prometheus = tool("LANDFALL_PROMETHEUS", "prometheus");
     let d = dirs();
     let topic = unique_topic("prom");
-    let (producer_port, consumer_port, prom_port) = (free_port(), free_port(), free_port());
 
     // A producer with every knob, fast enough on a simulated clock that windows close within
-    // seconds; a consumer behind it.
+    // seconds; a consumer behind it. Each binds a port of the system's choosing and logs it.
     let mut cmd = produce_cmd(&topic, 3, 0, 3, 0);
-    cmd.args([
-        "--rate",
-        "2000",
-        "--http-addr",
-        &format!("127.0.0.1:{producer_port}"),
-    ])
-    .env("LANDFALL_TXN_MAX_MS", "200");
-    log_stderr(&mut cmd, d.tmp.path(), "producer");
+    cmd.args(["--rate", "2000"])
+        .env("LANDFALL_TXN_MAX_MS", "200");
+    http_on_any_port(&mut cmd);
+    let log = log_stderr(&mut cmd, d.tmp.path(), "producer");
     let mut producer = ChildGuard::spawn(cmd);
+    let producer_port = bound_port(&log, Duration::from_secs(30));
     wait_for_status(producer_port, "/readyz", 200, Duration::from_secs(30));
     let mut cmd = consume_cmd(&topic, &format!("{topic}-g"), &d, false);
-    cmd.args(["--http-addr", &format!("127.0.0.1:{consumer_port}")]);
-    log_stderr(&mut cmd, d.tmp.path(), "consumer");
+    http_on_any_port(&mut cmd);
+    let log = log_stderr(&mut cmd, d.tmp.path(), "consumer");
     let mut consumer = ChildGuard::spawn(cmd);
+    let consumer_port = bound_port(&log, Duration::from_secs(30));
     wait_for_status(consumer_port, "/readyz", 200, Duration::from_secs(30));
 
     // The repository's scrape config, pointed at 127.0.0.1 and scraping every second.
@@ -257,9 +255,16 @@ fn a_real_prometheus_answers_every_dashboard_expression() {
             "--storage.tsdb.path={}",
             d.tmp.path().join("tsdb").display()
         ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"));
+        .arg("--web.listen-address=127.0.0.1:0");
     let prom_log = log_stderr(&mut cmd, d.tmp.path(), "prometheus");
     let mut prom = ChildGuard::spawn(cmd);
+    // Prometheus binds port 0 too, and logs `msg="Listening on" address=127.0.0.1:NNNNN`.
+    let prom_port = logged_port(
+        &prom_log,
+        "msg=\"Listening on\"",
+        "address=",
+        Duration::from_secs(60),
+    );
     wait_for_status(prom_port, "/-/ready", 200, Duration::from_secs(60));
     wait_until(
         "Prometheus to scrape both targets",

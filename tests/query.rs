@@ -8,7 +8,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use support::harness::*;
@@ -252,15 +252,13 @@ fn check_pruning(report: &Path, want: &Merged) {
 /// `landfall serve` answers `/windows` like `landfall windows --format json`, and names bad
 /// parameters in a 400.
 fn check_http(report: &Path) {
-    let port = free_port();
+    let logs = scratch();
     let mut cmd = Command::new(landfall_bin());
-    cmd.args(["serve", "--http-addr", &format!("127.0.0.1:{port}")])
-        .arg("--output-dir")
-        .arg(report)
-        .env("LANDFALL_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    cmd.arg("serve").arg("--output-dir").arg(report);
+    http_on_any_port(&mut cmd);
+    let log = log_stderr(&mut cmd, logs.path(), "serve");
     let mut serve = ChildGuard::spawn(cmd);
+    let port = bound_port(&log, Duration::from_secs(20));
     wait_until("landfall serve", Duration::from_secs(20), || {
         http_get(port, "/healthz").is_some()
     });
@@ -380,11 +378,11 @@ fn the_consumer_answers_windows_on_its_http_port() {
     let topic = unique_topic("query-http");
     run_ok(produce_cmd(&topic, 2, 6_000, 7, 0));
     let d = dirs();
-    let port = free_port();
     let mut cmd = consume_cmd(&topic, &format!("{topic}-g"), &d, false);
-    cmd.args(["--http-addr", &format!("127.0.0.1:{port}")]);
-    log_stderr(&mut cmd, d.tmp.path(), "consume");
+    http_on_any_port(&mut cmd);
+    let log = log_stderr(&mut cmd, d.tmp.path(), "consume");
     let mut consumer = ChildGuard::spawn(cmd);
+    let port = bound_port(&log, Duration::from_secs(30));
 
     let committed = read_topic(&topic, "read_committed");
     let want = merge_partitions(&reference(&committed, WINDOW_MS, LATENESS_MS, SKEW_MS).windows);

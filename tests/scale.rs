@@ -308,7 +308,16 @@ fn churn_with_three_instances_matches_one_uninterrupted_instance() {
     for n in fleet.frozen.keys().cloned().collect::<Vec<_>>() {
         fleet.thaw(&n);
     }
-    std::thread::sleep(Duration::from_secs(3));
+    // The group settles with exactly the running instances: the thawed ones have rejoined
+    // (as new members if they had become zombies), the killed ones' sessions have expired.
+    let running = fleet.running.len();
+    wait_for_group_members(
+        &group,
+        "the group to settle with the running instances",
+        Duration::from_secs(60),
+        |g| g.stable_with(running),
+    );
+    fleet.assert_alive();
     watch.check(&topic, &group, &d);
     fleet.stop_all();
     watch.check(&topic, &group, &d);
@@ -320,9 +329,12 @@ fn churn_with_three_instances_matches_one_uninterrupted_instance() {
         "the seeded churn should stop, kill and freeze at least 3 times each: {log:?}"
     );
 
-    // Killed members stay in the group until their session times out (10 s); after that one
-    // last instance gets every partition and lands what the others left open.
-    std::thread::sleep(Duration::from_secs(11));
+    // Killed members stay in the group until their session times out (10 s), stopped ones
+    // leave at once; once the group is empty, one last instance gets every partition and
+    // lands what the others left open.
+    wait_for_group_members(&group, "the group to empty", Duration::from_secs(60), |g| {
+        g.members.is_empty()
+    });
     finish(&topic, &group, &d, &mut watch, &mut ledger);
     eprintln!(
         "churn: {} actions, {} invariant checks, {} files",

@@ -50,8 +50,13 @@ pub fn unique_topic(prefix: &str) -> String {
     )
 }
 
-pub fn landfall_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_landfall")
+/// The binary under test: `LANDFALL_BIN` when it is set (say, an older build, to show that a
+/// new test fails on old code), else the one cargo built for these tests.
+pub fn landfall_bin() -> PathBuf {
+    match std::env::var_os("LANDFALL_BIN") {
+        Some(bin) if !bin.is_empty() => PathBuf::from(bin),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_landfall")),
+    }
 }
 
 /// A `landfall` command with the local broker and quiet logs.
@@ -184,13 +189,123 @@ impl Drop for ChildGuard {
     }
 }
 
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Makes a `landfall` command serve HTTP on a port the system picks (`--http-addr
+/// 127.0.0.1:0`) and log the address it got, with warnings and errors as before. Read the port
+/// back with [`bound_port`]: a port chosen by the test and bound later by the child could be
+/// taken in between.
+pub fn http_on_any_port(cmd: &mut Command) -> &mut Command {
+    cmd.args(["--http-addr", "127.0.0.1:0"])
+        .env("LANDFALL_LOG", "warn,landfall::metrics=info")
+}
+
+/// The port a `landfall` child bound for [`http_on_any_port`], from the `serving ...` line it
+/// logs to `log` (`addr=127.0.0.1:NNNNN`).
+pub fn bound_port(log: &Path, timeout: Duration) -> u16 {
+    logged_port(log, "serving /", "addr=", timeout)
+}
+
+/// The port in the first line of `log` that contains `line_has`, from its `key` field (such
+/// as `addr=127.0.0.1:NNNNN`), waiting up to `timeout` for the line to appear. Colour codes
+/// are ignored.
+pub fn logged_port(log: &Path, line_has: &str, key: &str, timeout: Duration) -> u16 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = strip_ansi(&std::fs::read_to_string(log).unwrap_or_default());
+        let port = text
+            .lines()
+            .find(|l| l.contains(line_has))
+            .and_then(|l| l.split_once(key))
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|addr| addr.trim_matches('"').rsplit_once(':'))
+            .and_then(|(_, port)| port.parse::<u16>().ok())
+            .filter(|p| *p != 0);
+        if let Some(port) = port {
+            return port;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {line_has:?} line with a {key:?} port in {} within {timeout:?}:\n{text}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `text` without ANSI escape sequences (the log colours its field names).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters, then one final byte in @..~.
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A consumer group as the broker describes it.
+#[derive(Debug, Clone)]
+pub struct GroupState {
+    /// "Stable", "PreparingRebalance", "CompletingRebalance", "Empty" or "Dead".
+    pub state: String,
+    /// The member ids, sorted.
+    pub members: Vec<String>,
+}
+
+impl GroupState {
+    pub fn stable_with(&self, members: usize) -> bool {
+        self.state == "Stable" && self.members.len() == members
+    }
+}
+
+/// Polls the broker's description of `group` until `pred` holds, failing the test after
+/// `timeout` with the last description. For waiting on what a sleep past the session timeout
+/// used to stand for: a member gone, a group settled.
+pub fn wait_for_group_members(
+    group: &str,
+    what: &str,
+    timeout: Duration,
+    mut pred: impl FnMut(&GroupState) -> bool,
+) -> GroupState {
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("group client");
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match client.fetch_group_list(Some(group), Duration::from_secs(5)) {
+            Ok(list) => {
+                let g = list.groups().iter().find(|g| g.name() == group);
+                let mut members: Vec<String> = g
+                    .map(|g| g.members().iter().map(|m| m.id().to_string()).collect())
+                    .unwrap_or_default();
+                members.sort();
+                let now = GroupState {
+                    state: g.map_or("Dead", |g| g.state()).to_string(),
+                    members,
+                };
+                if pred(&now) {
+                    return now;
+                }
+                format!("{now:?}")
+            }
+            Err(e) => format!("error {e}"),
+        };
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what} in group {group}; last seen: {last}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// GET `path` on 127.0.0.1:`port`: (status, body), or None if nothing answers.

@@ -38,6 +38,103 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Every file under `dir`, relative to `dir`, sorted: temporary and other dot-files too.
+pub fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn file_name(rel: &Path) -> String {
+    rel.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// What readers see of the output trees while the consumer writes them: a `**/*.parquet`
+/// glob matches every name ending in `.parquet`, dot-files included (DuckDB's glob does).
+/// Every file it matches must have a final name (no leading dot) and be a complete Parquet
+/// file. Landed files never change, so each footer is read once, however often a watcher
+/// looks.
+#[derive(Debug, Default)]
+pub struct GlobWatch {
+    complete: BTreeSet<PathBuf>,
+    /// Every temporary (dot) file seen, which no glob may match.
+    pub temps_seen: BTreeSet<PathBuf>,
+    pub looks: u64,
+}
+
+impl GlobWatch {
+    /// Lists every file under `dir` and asserts the above. Returns the temporary files there
+    /// now.
+    pub fn check(&mut self, dir: &Path) -> usize {
+        self.looks += 1;
+        let mut temps = 0;
+        for rel in all_files(dir) {
+            let path = dir.join(&rel);
+            let name = file_name(&rel);
+            if name.starts_with('.') {
+                temps += 1;
+                self.temps_seen.insert(path.clone());
+            }
+            if !name.ends_with(".parquet") || self.complete.contains(&path) {
+                continue;
+            }
+            assert!(
+                !name.starts_with('.'),
+                "a **/*.parquet glob matches the temporary file {rel:?} in {}",
+                dir.display()
+            );
+            let file = File::open(&path).unwrap_or_else(|e| {
+                panic!("{rel:?}, matched by a **/*.parquet glob, cannot be opened: {e}")
+            });
+            if let Err(e) = ParquetRecordBatchReaderBuilder::try_new(file) {
+                panic!(
+                    "{rel:?}, matched by a **/*.parquet glob, is not a complete Parquet file: {e}"
+                );
+            }
+            self.complete.insert(path);
+        }
+        temps
+    }
+}
+
+/// Asserts that nothing but finished Parquet files is left under `dir`: every file has a
+/// final name ending in `.parquet` and a readable footer.
+pub fn assert_only_final_files(dir: &Path) {
+    let files = all_files(dir);
+    let stray: Vec<&PathBuf> = files
+        .iter()
+        .filter(|rel| {
+            let name = file_name(rel);
+            name.starts_with('.') || !name.ends_with(".parquet")
+        })
+        .collect();
+    assert!(
+        stray.is_empty(),
+        "{} of {} files left under {} are not finished Parquet files; the first: {:?}",
+        stray.len(),
+        files.len(),
+        dir.display(),
+        &stray[..stray.len().min(10)]
+    );
+    GlobWatch::default().check(dir);
+}
+
 /// Relative path -> bytes, for byte-for-byte comparisons of two output trees.
 pub fn tree_bytes(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     parquet_files(dir)
