@@ -476,6 +476,13 @@ pub fn consume_config(args: &ConsumeArgs) -> Result<ConsumeConfig, ConfigError> 
             args.campaigns.display(),
             "no such file",
         );
+    } else if let Err(e) = crate::enrich::CampaignTable::load(&args.campaigns) {
+        p.push(
+            "--campaigns",
+            "LANDFALL_CAMPAIGNS",
+            args.campaigns.display(),
+            &e.to_string(),
+        );
     }
     let same = |a: &std::path::Path, b: &std::path::Path| a.starts_with(b) || b.starts_with(a);
     if same(&args.output_dir, &args.rejects_dir) {
@@ -674,7 +681,11 @@ mod tests {
     }
 
     fn consume_args(extra: &[&str]) -> ConsumeArgs {
-        let mut argv = vec!["landfall", "consume", "--campaigns", "Cargo.toml"];
+        let table = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/data/campaigns_dict/campaigns.csv"
+        );
+        let mut argv = vec!["landfall", "consume", "--campaigns", table];
         argv.extend_from_slice(extra);
         match crate::cli::Cli::parse_from(argv).command {
             crate::cli::Command::Consume(a) => a,

@@ -22,12 +22,12 @@ pub struct CampaignTable {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnrichError {
-    #[error("campaign table {path}: cannot read it: {source}")]
+    #[error("campaign table {path} (--campaigns): cannot read it: {source}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("campaign table {path}, line {line}: {problem}")]
+    #[error("campaign table {path} (--campaigns), line {line}: {problem}")]
     Bad {
         path: PathBuf,
         line: u64,
@@ -105,6 +105,14 @@ impl CampaignTable {
                 },
             );
         }
+        if by_id.is_empty() {
+            return Err(bad(
+                1,
+                "has a header but no campaigns: every event would have an unknown campaign; \
+                 give the table with its rows"
+                    .into(),
+            ));
+        }
         Ok(CampaignTable {
             by_id,
             checksum: format!("{:x}", Sha256::digest(bytes)),
@@ -169,6 +177,13 @@ mod tests {
             .to_string();
         assert!(
             e.contains("line 3") && e.contains("duplicate campaign_id 10 (first on line 2)"),
+            "{e}"
+        );
+        let e = parse("network_id,campaign_id,campaign_name\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no campaigns") && e.contains("--campaigns"),
             "{e}"
         );
         let e = parse("network_id,campaign_id,campaign_name\n1,ten,a\n")

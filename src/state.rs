@@ -185,6 +185,14 @@ pub struct PartitionCheckpoint {
 pub enum StateError {
     #[error("state store {path}: {source}")]
     Sled { path: PathBuf, source: sled::Error },
+    #[error(
+        "state store {path}: {source}. The store was left as it is (it is not corrupt): fix \
+         the cause (free space on its disk, say) and restart"
+    )]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("state store {path}: cannot move the unreadable store aside: {source}")]
     MoveAside {
         path: PathBuf,
@@ -202,6 +210,13 @@ pub enum StateError {
     },
 }
 
+/// Why a store did not open.
+enum OpenFailure {
+    Locked(String),
+    Io(std::io::Error),
+    Corrupt(String),
+}
+
 #[derive(Clone)]
 pub struct StateStore {
     db: sled::Db,
@@ -213,59 +228,90 @@ fn key(topic: &str, partition: i32) -> Vec<u8> {
 }
 
 impl StateStore {
-    /// Opens the store. One that cannot be opened (truncated, garbled) is moved aside with a
-    /// clear log line and replaced by an empty one: the partitions then rebuild from Kafka. One
-    /// that another process holds open is an error: moving a live store aside would let two
-    /// processes write one directory.
+    /// Opens the store. One whose contents cannot be read (truncated, garbled) is moved aside
+    /// to `<dir>.unreadable` (replacing an earlier copy, so repeated failures keep one) with a
+    /// clear log line and replaced by an empty one: the partitions then rebuild from Kafka. An
+    /// I/O error from the system (a full disk, a permission, a failing device) is reported as
+    /// what it is and changes nothing: the store may be healthy. One that another process
+    /// holds open is an error: moving a live store aside would let two processes write one
+    /// directory.
     pub fn open(path: &Path) -> Result<StateStore, StateError> {
-        match Self::try_open(path) {
-            Ok(db) => Ok(StateStore {
-                db,
-                path: path.to_path_buf(),
-            }),
-            Err(reason) if reason.contains("could not acquire lock") => Err(StateError::InUse {
-                path: path.to_path_buf(),
-                reason,
-            }),
-            Err(reason) => {
-                let aside = path.with_file_name(format!(
-                    "{}.unreadable-{}",
-                    path.file_name()
-                        .map(|n| n.to_string_lossy())
-                        .unwrap_or_default(),
-                    chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
-                ));
-                error!(
-                    path = %path.display(),
-                    moved_to = %aside.display(),
-                    reason = %reason,
-                    "state store is unreadable; moving it aside and rebuilding from Kafka's \
-                     committed offsets and the output directory"
-                );
-                std::fs::rename(path, &aside).map_err(|source| StateError::MoveAside {
+        let opened = |db| StateStore {
+            db,
+            path: path.to_path_buf(),
+        };
+        let reason = match Self::try_open(path) {
+            Ok(db) => return Ok(opened(db)),
+            Err(OpenFailure::Locked(reason)) => {
+                return Err(StateError::InUse {
+                    path: path.to_path_buf(),
+                    reason,
+                })
+            }
+            Err(OpenFailure::Io(source)) => {
+                return Err(StateError::Io {
                     path: path.to_path_buf(),
                     source,
-                })?;
-                let db = Self::try_open(path).map_err(|_| StateError::Sled {
+                })
+            }
+            Err(OpenFailure::Corrupt(reason)) => reason,
+        };
+        let aside = path.with_file_name(format!(
+            "{}.unreadable",
+            path.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        ));
+        error!(
+            path = %path.display(),
+            moved_to = %aside.display(),
+            reason = %reason,
+            "state store is unreadable; moving it aside and rebuilding from Kafka's \
+             committed offsets and the output directory"
+        );
+        let move_aside = || -> std::io::Result<()> {
+            if aside.exists() {
+                std::fs::remove_dir_all(&aside)?;
+            }
+            std::fs::rename(path, &aside)
+        };
+        move_aside().map_err(|source| StateError::MoveAside {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        match Self::try_open(path) {
+            Ok(db) => Ok(opened(db)),
+            Err(OpenFailure::Io(source)) => Err(StateError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
+            Err(OpenFailure::Locked(reason) | OpenFailure::Corrupt(reason)) => {
+                Err(StateError::Sled {
                     path: path.to_path_buf(),
-                    source: sled::Error::Unsupported("cannot create a new store".into()),
-                })?;
-                Ok(StateStore {
-                    db,
-                    path: path.to_path_buf(),
+                    source: sled::Error::Unsupported(format!(
+                        "cannot create a new store: {reason}"
+                    )),
                 })
             }
         }
     }
 
-    fn try_open(path: &Path) -> Result<sled::Db, String> {
+    fn try_open(path: &Path) -> Result<sled::Db, OpenFailure> {
         // sled may panic on some corruptions rather than return an error.
         let p = path.to_path_buf();
         let opened = std::panic::catch_unwind(move || sled::Config::new().path(p).open());
         match opened {
             Ok(Ok(db)) => Ok(db),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("sled panicked while opening it".to_string()),
+            Ok(Err(sled::Error::Io(e))) if e.to_string().contains("could not acquire lock") => {
+                Err(OpenFailure::Locked(e.to_string()))
+            }
+            // An error the system reported (ENOSPC, EIO, EACCES…) says nothing about the
+            // store's contents.
+            Ok(Err(sled::Error::Io(e))) if e.raw_os_error().is_some() => Err(OpenFailure::Io(e)),
+            Ok(Err(e)) => Err(OpenFailure::Corrupt(e.to_string())),
+            Err(_) => Err(OpenFailure::Corrupt(
+                "sled panicked while opening it".to_string(),
+            )),
         }
     }
 
@@ -421,9 +467,18 @@ mod tests {
                     .unwrap()
                     .file_name()
                     .to_string_lossy()
-                    .starts_with("state.unreadable-")
+                    .starts_with("state.unreadable")
             })
             .count();
         assert_eq!(moved, 1);
+        // Garbled again: still one copy aside.
+        drop(store);
+        std::fs::remove_dir_all(&path).unwrap();
+        std::fs::create_dir_all(&path).unwrap();
+        std::fs::write(path.join("conf"), b"\xff\xff garbage").unwrap();
+        std::fs::write(path.join("db"), vec![0xAB; 4096]).unwrap();
+        StateStore::open(&path).unwrap();
+        let entries = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(entries, 2, "the store and one copy aside");
     }
 }

@@ -127,31 +127,55 @@ fn write_temp(tmp: &Path, bytes: &[u8], sync: bool) -> Result<(), SinkError> {
 }
 
 /// Removes temporary files older than `max_age`: left by a crash between write and link.
+/// Another instance starting at the same moment sweeps the same files, so an entry that is
+/// gone by the time it is looked at or removed is simply gone.
 pub fn remove_stale_temps(root: &Path, max_age: Duration) -> std::io::Result<usize> {
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
     let mut removed = 0;
     if !root.is_dir() {
         return Ok(0);
     }
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir)? {
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
             let entry = entry?;
             let path = entry.path();
-            if entry.file_type()?.is_dir() {
+            let is_temp = |p: &Path| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"))
+            };
+            let kind = match entry.file_type() {
+                Ok(kind) => kind,
+                Err(e) if gone(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            if kind.is_dir() {
                 stack.push(path);
-            } else if path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"))
-                && entry
-                    .metadata()?
-                    .modified()
-                    .ok()
-                    .and_then(|m| SystemTime::now().duration_since(m).ok())
-                    .is_some_and(|age| age >= max_age)
-            {
-                fs::remove_file(&path)?;
-                removed += 1;
+                continue;
+            }
+            if !is_temp(&path) {
+                continue;
+            }
+            let modified = match entry.metadata() {
+                Ok(m) => m.modified().ok(),
+                Err(e) if gone(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            let old = modified
+                .and_then(|m| SystemTime::now().duration_since(m).ok())
+                .is_some_and(|age| age >= max_age);
+            if old {
+                match fs::remove_file(&path) {
+                    Ok(()) => removed += 1,
+                    Err(e) if gone(&e) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
     }
@@ -188,5 +212,30 @@ mod tests {
         let err = ensure_dir(&report, &report.join("date=2024-09-13")).unwrap_err();
         assert!(matches!(err, SinkError::RootGone { .. }), "{err}");
         assert!(!report.exists());
+    }
+
+    /// Two instances starting at once sweep the same stale temporary files: each must take
+    /// the other's removals in its stride.
+    #[test]
+    fn two_sweeps_at_once_both_succeed() {
+        let root = tempfile::tempdir().unwrap();
+        for h in 0..4 {
+            let dir = root.path().join(format!("date=2024-09-13/hour=0{h}"));
+            fs::create_dir_all(&dir).unwrap();
+            for i in 0..1500 {
+                fs::write(dir.join(format!(".w{i}.parquet.1-{i}.tmp")), b"x").unwrap();
+            }
+        }
+        let sweeps: Vec<_> = (0..2)
+            .map(|_| {
+                let r = root.path().to_path_buf();
+                std::thread::spawn(move || remove_stale_temps(&r, Duration::ZERO))
+            })
+            .collect();
+        let removed: usize = sweeps
+            .into_iter()
+            .map(|t| t.join().unwrap().expect("a concurrent sweep fails"))
+            .sum();
+        assert_eq!(removed, 6000);
     }
 }

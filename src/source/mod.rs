@@ -408,6 +408,9 @@ fn session(
             cfg.assignment_strategy.as_str(),
         )
         .set("fetch.wait.max.ms", "100")
+        // Partitions added to the topic are found within seconds, not librdkafka's default
+        // five minutes; a metadata request every 5 s costs the broker next to nothing.
+        .set("topic.metadata.refresh.interval.ms", "5000")
         // Partition ends for the lag metric come with these statistics.
         .set("statistics.interval.ms", "1000")
         // When the pre-fetch queue is full, librdkafka stops fetching for this long (1 s by

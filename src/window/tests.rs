@@ -152,3 +152,28 @@ fn a_window_closes_when_the_watermark_reaches_its_end() {
     );
     assert_eq!(w.progress().late_total, 1);
 }
+
+/// A view that would take its campaign's sum past what `decimal(18,3)` holds is not counted,
+/// does not move the watermark and leaves no empty window behind.
+#[test]
+fn a_sum_that_would_overflow_is_refused_not_wrapped() {
+    let mut w = PartitionWindows::new(CFG, Progress::default());
+    let t = 1_726_210_140_000;
+    let (p, _) = w.on_event(0, t, 10, MAX_SUM_MS - 5);
+    assert_eq!(p, Placement::Counted { window_start_ms: t });
+    let (p, closed) = w.on_event(1, t + 1, 10, 10);
+    assert_eq!(p, Placement::Overflow { window_start_ms: t });
+    assert!(closed.is_empty());
+    assert_eq!(w.progress().max_event_ms, Some(t));
+    // Another campaign in the same window still counts.
+    let (p, _) = w.on_event(2, t + 2, 20, 10);
+    assert_eq!(p, Placement::Counted { window_start_ms: t });
+    let cells = &w.open_windows().next().unwrap().by_campaign;
+    assert_eq!(cells[&10].sum_ms, MAX_SUM_MS - 5);
+    assert_eq!(cells[&10].count, 1);
+    // A single view too long for any sum opens no window.
+    let later = t + 60_000;
+    let (p, _) = w.on_event(3, later, 10, MAX_SUM_MS + 1);
+    assert_eq!(p, Placement::Overflow { window_start_ms: later });
+    assert_eq!(w.open_windows().count(), 1);
+}

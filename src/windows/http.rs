@@ -76,6 +76,11 @@ async fn answer(dir: &Arc<PathBuf>, query_string: &str) -> Response {
     let mut bad = Vec::new();
     for (k, v) in pairs(query_string) {
         match NAMES.iter().position(|n| *n == k) {
+            Some(i) if given[i].is_some() => bad.push(BadFilter {
+                name: k,
+                value: v,
+                why: "given more than once; give each parameter at most once".into(),
+            }),
             Some(i) => given[i] = Some(v),
             None => bad.push(BadFilter {
                 name: k,

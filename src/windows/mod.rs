@@ -46,7 +46,7 @@ pub struct BadFilter {
 }
 
 const TIME_FORMS: &str = "expected RFC 3339 (2024-09-13T06:49:00Z), YYYY-MM-DD[ HH:MM[:SS]] in \
-                          UTC, now, or a time before now such as -90s, -15m, -1h or -2d";
+                          UTC, now, or a time before now such as -90s, -15m, -1h30m, -2d or -1w";
 
 /// Parses a time filter into µs since the epoch: RFC 3339; `YYYY-MM-DD`, `YYYY-MM-DD HH:MM` or
 /// `YYYY-MM-DD HH:MM:SS` (a `T` works too) in UTC; `now`; or an amount before `now_us`, such as
@@ -57,19 +57,12 @@ pub fn parse_time(value: &str, now_us: i64) -> Result<i64, String> {
         return Ok(now_us);
     }
     if let Some(ago) = v.strip_prefix('-') {
-        let unit_us: i64 = match ago.chars().last() {
-            Some('s') => 1_000_000,
-            Some('m') => 60_000_000,
-            Some('h') => 3_600_000_000,
-            Some('d') => 86_400_000_000,
-            _ => return Err(TIME_FORMS.into()),
-        };
-        let n: i64 = ago[..ago.len() - 1]
-            .parse()
-            .map_err(|_| TIME_FORMS.to_string())?;
-        return n
-            .checked_mul(unit_us)
-            .and_then(|d| now_us.checked_sub(d))
+        // humantime reads "90s", "15m", "1h30m", "2d", "1w"; it takes no sign, so "--1h" (an
+        // hour in the future by subtraction) is an error, not a surprise.
+        let d = humantime::parse_duration(ago).map_err(|e| format!("{e}; {TIME_FORMS}"))?;
+        return i64::try_from(d.as_micros())
+            .ok()
+            .and_then(|us| now_us.checked_sub(us))
             .ok_or_else(|| "out of range".to_string());
     }
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
@@ -217,8 +210,12 @@ pub struct ScanStats {
     pub dirs_skipped: u64,
     /// Finalized files in the scanned directories; each has its footer read.
     pub files_listed: u64,
-    /// Files skipped on their footer: statistics out of range, or not a window file.
+    /// Files skipped on their footer: statistics out of range, or not a Landfall window
+    /// file (another tool's, or a reject file).
     pub files_skipped: u64,
+    /// Files that could not be read (truncated, corrupt, or of another layout): skipped, each
+    /// with a warning naming it.
+    pub files_unreadable: u64,
     /// Files with at least one row group decoded.
     pub files_read: u64,
     pub row_groups_read: u64,
@@ -231,11 +228,12 @@ impl fmt::Display for ScanStats {
         write!(
             f,
             "scan: dirs_scanned={} dirs_skipped={} files_listed={} files_skipped={} \
-             files_read={} row_groups_read={} rows_read={} rows_matched={}",
+             files_unreadable={} files_read={} row_groups_read={} rows_read={} rows_matched={}",
             self.dirs_scanned,
             self.dirs_skipped,
             self.files_listed,
             self.files_skipped,
+            self.files_unreadable,
             self.files_read,
             self.row_groups_read,
             self.rows_read,
@@ -253,7 +251,8 @@ pub struct Answer {
 
 /// Answers `q` from the finalized window files under `dir`. Directories outside the time range
 /// are never listed; a file whose footer statistics rule it out is never decoded; a file whose
-/// footer says it is not a window file (a reject file, say) is left out.
+/// footer does not say it is a Landfall window file (a reject file, another tool's file) is
+/// left out; a file that cannot be read is left out with a warning that names it.
 pub fn query(dir: &Path, q: &Query) -> Result<Answer, ReadError> {
     let mut scan = ScanStats {
         dirs_scanned: 1,
@@ -274,7 +273,7 @@ pub fn query(dir: &Path, q: &Query) -> Result<Answer, ReadError> {
         scan.files_listed += 1;
         let mut groups = 0;
         let choose = |footer: &crate::readback::Footer, md: &ParquetMetaData| {
-            let picked: Vec<usize> = if footer.get("kind").is_some_and(|k| k != "window") {
+            let picked: Vec<usize> = if footer.get("kind") != Some("window") {
                 Vec::new()
             } else {
                 (0..md.num_row_groups())
@@ -284,7 +283,16 @@ pub fn query(dir: &Path, q: &Query) -> Result<Answer, ReadError> {
             groups = picked.len() as u64;
             Some(picked)
         };
-        let landed = read_window_file_where(&path, choose)?;
+        let landed = match read_window_file_where(&path, choose) {
+            Ok(landed) => landed,
+            // One bad file does not hide every other answer: it is named and left out.
+            Err(e) if e.file().is_some() => {
+                scan.files_unreadable += 1;
+                tracing::warn!(error = %e, "skipping a file that cannot be read as a window file");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if groups == 0 {
             scan.files_skipped += 1;
             continue;
@@ -339,7 +347,18 @@ mod tests {
             parse_time("2024-09-13", NOW),
             Ok(NOW - (6 * 60 + 49) * 60_000_000)
         );
-        for bad in ["yesterday", "-1w", "-h", "2024-13-01", "06:49", ""] {
+        assert_eq!(parse_time("-1h30m", NOW), Ok(NOW - 5_400_000_000));
+        assert_eq!(parse_time("-1w", NOW), Ok(NOW - 604_800_000_000));
+        for bad in [
+            "yesterday",
+            "--1h",
+            "-+1h",
+            "-h",
+            "-1x",
+            "2024-13-01",
+            "06:49",
+            "",
+        ] {
             assert!(parse_time(bad, NOW).is_err(), "{bad}");
         }
     }
