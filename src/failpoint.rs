@@ -1,9 +1,11 @@
 //! Named crash points for the recovery tests. With the `failpoints` feature, setting
 //! `LANDFALL_FAILPOINT=<name>:<n>` makes the process abort (no unwinding, no cleanup, like
-//! kill -9) the n-th time it reaches that point. Without the feature, `hit` compiles to nothing.
+//! kill -9) the n-th time it reaches that point, or panic there for the points that stand for
+//! a bug (`panic_at`). Without the feature, both compile to nothing.
 
+/// Whether the named point is reached for the n-th time, n as `LANDFALL_FAILPOINT` says.
 #[cfg(feature = "failpoints")]
-pub fn hit(name: &str) {
+fn due(name: &str) -> bool {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
     static TARGET: OnceLock<Option<(String, u64)>> = OnceLock::new();
@@ -13,14 +15,30 @@ pub fn hit(name: &str) {
         let (n, k) = v.rsplit_once(':').unwrap_or((v.as_str(), "1"));
         Some((n.to_string(), k.parse().unwrap_or(1)))
     });
-    if let Some((n, k)) = target {
-        if n == name && COUNT.fetch_add(1, Ordering::SeqCst) + 1 == *k {
-            eprintln!("landfall: failpoint {name} hit; aborting");
-            std::process::abort();
-        }
+    matches!(target, Some((n, k)) if n == name && COUNT.fetch_add(1, Ordering::SeqCst) + 1 == *k)
+}
+
+#[cfg(feature = "failpoints")]
+pub fn hit(name: &str) {
+    if due(name) {
+        eprintln!("landfall: failpoint {name} hit; aborting");
+        std::process::abort();
+    }
+}
+
+/// A panic, as a bug would raise one: the tests check that it ends the run instead of
+/// hanging it.
+#[cfg(feature = "failpoints")]
+pub fn panic_at(name: &str) {
+    if due(name) {
+        panic!("failpoint {name} hit");
     }
 }
 
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
 pub fn hit(_name: &str) {}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn panic_at(_name: &str) {}

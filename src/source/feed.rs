@@ -221,6 +221,7 @@ impl Drop for Feed {
 fn process(pipeline: &Mutex<Pipeline>, batch: &Batch) -> Result<(), PipelineError> {
     let run = std::panic::AssertUnwindSafe(|| {
         let mut pipeline = lock(pipeline);
+        crate::failpoint::panic_at("worker-panic");
         batch.records().try_for_each(|r| pipeline.handle(r))
     });
     std::panic::catch_unwind(run).unwrap_or_else(|panic| {
