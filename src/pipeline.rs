@@ -233,23 +233,31 @@ pub struct Record<'a> {
 }
 
 impl Pipeline {
-    /// A pipeline for `cfg`'s topic, whose topic ID is `topic_id` (None when the cluster
-    /// gives none).
+    /// This run's identity for `cfg`'s topic, whose topic ID is `topic_id` (None when the
+    /// cluster gives none), with `table`.
+    pub fn identity(
+        cfg: &ConsumeConfig,
+        table: &CampaignTable,
+        topic_id: Option<String>,
+    ) -> Identity {
+        Identity {
+            topic: cfg.kafka.topic.clone(),
+            topic_id,
+            settings: cfg.settings(),
+            campaigns_sha256: table.checksum.clone(),
+        }
+    }
+
     pub fn new(
         cfg: ConsumeConfig,
         table: Arc<CampaignTable>,
         store: StateStore,
-        topic_id: Option<String>,
+        identity: Identity,
     ) -> Self {
         let sink = Sink {
             report_dir: cfg.output_dir.clone(),
             rejects_dir: cfg.rejects_dir.clone(),
-            identity: Identity {
-                topic: cfg.kafka.topic.clone(),
-                topic_id,
-                settings: cfg.settings(),
-                campaigns_sha256: table.checksum.clone(),
-            },
+            identity,
             table: table.clone(),
             sync: !cfg.unsafe_no_durability,
         };
@@ -371,7 +379,7 @@ impl Pipeline {
     }
 
     /// This run's identity: topic, topic ID, settings, campaign table.
-    pub fn identity(&self) -> &Identity {
+    pub fn run_identity(&self) -> &Identity {
         &self.sink.identity
     }
 
@@ -930,7 +938,8 @@ mod tests {
         )
         .unwrap();
         let store = StateStore::open(&root.join(store)).unwrap();
-        let mut p = Pipeline::new(cfg.clone(), Arc::new(table), store, Some("tid".into()));
+        let id = Pipeline::identity(&cfg, &table, Some("tid".into()));
+        let mut p = Pipeline::new(cfg.clone(), Arc::new(table), store, id);
         let position = commit.as_ref().map_or(-1, |c| c.offset);
         p.parts
             .insert(0, PartitionState::fresh(0, cfg.window, commit, position));
@@ -1083,7 +1092,7 @@ mod tests {
                     watermark_ms: 70_000
                 }]
             );
-            let meta = commit.metadata(first.identity(), None);
+            let meta = commit.metadata(first.run_identity(), None);
             assert_eq!(
                 CommitPoint::parse_metadata(&meta).map(|m| m.progress),
                 Some(commit.progress.clone()),

@@ -1,4 +1,4 @@
-//! `landfall verify` can fail: a correct output, damaged in four ways, is reported each time,
+//! `landfall verify` can fail: a correct output, damaged in six ways, is reported each time,
 //! with the window, partition and offsets involved.
 
 mod support;
@@ -6,9 +6,10 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
+use arrow_array::{Array, ArrayRef, Decimal128Array, Int64Array, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use support::harness::*;
 use support::output::*;
@@ -36,17 +37,29 @@ fn copy_of(d: &Dirs) -> Dirs {
 
 /// Rewrites a Parquet file through `edit`, keeping its schema and footer.
 fn rewrite(path: &Path, edit: impl Fn(RecordBatch) -> RecordBatch) {
+    rewrite_with(path, edit, |_| {});
+}
+
+/// Rewrites a Parquet file through `edit`, keeping its schema, and its footer's key-value
+/// entries through `edit_footer`.
+fn rewrite_with(
+    path: &Path,
+    edit: impl Fn(RecordBatch) -> RecordBatch,
+    edit_footer: impl Fn(&mut Vec<KeyValue>),
+) {
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap()).unwrap();
-    let kv = builder
+    let mut kv = builder
         .metadata()
         .file_metadata()
         .key_value_metadata()
-        .cloned();
+        .cloned()
+        .unwrap_or_default();
+    edit_footer(&mut kv);
     let schema = builder.schema().clone();
     let batches: Vec<RecordBatch> = builder.build().unwrap().map(|b| b.unwrap()).collect();
     let props = WriterProperties::builder()
-        .set_key_value_metadata(kv)
+        .set_key_value_metadata(Some(kv))
         .build();
     let mut out = Vec::new();
     let mut w = ArrowWriter::try_new(&mut out, schema, Some(props)).unwrap();
@@ -55,6 +68,14 @@ fn rewrite(path: &Path, edit: impl Fn(RecordBatch) -> RecordBatch) {
     }
     w.close().unwrap();
     std::fs::write(path, out).unwrap();
+}
+
+/// Replaces column `name` of every batch with `f(batch, column)`.
+fn with_column(b: RecordBatch, name: &str, f: impl Fn(&ArrayRef) -> ArrayRef) -> RecordBatch {
+    let i = b.schema().index_of(name).unwrap();
+    let mut cols: Vec<ArrayRef> = b.columns().to_vec();
+    cols[i] = f(&cols[i]);
+    RecordBatch::try_new(b.schema(), cols).unwrap()
 }
 
 fn damaged(topic: &str, group: &str, d: &Dirs, ledger: &mut Ledger, kind: &str) {
@@ -137,5 +158,61 @@ fn verify_reports_a_deleted_copied_altered_or_missing_file_or_row() {
         .expect("a reject file with two rows or more");
     rewrite(&target, |b| b.slice(1, b.num_rows() - 1));
     damaged(&topic, &group, &c, &mut ledger, "missing_reject");
+
+    // 5. A sum that overflowed: negative, with positive minima and maxima (what an i64 that
+    //    wrapped leaves), in a file whose other columns are intact.
+    let c = copy_of(&d);
+    rewrite(&c.report.join(pick), |b| {
+        with_column(b, "sum_duration", |col| {
+            let sums = col.as_any().downcast_ref::<Decimal128Array>().unwrap();
+            let wrapped: Decimal128Array = (0..sums.len())
+                .map(|r| Some(if r == 0 { -123_456_789 } else { sums.value(r) }))
+                .collect::<Decimal128Array>()
+                .with_precision_and_scale(18, 3)
+                .unwrap();
+            Arc::new(wrapped)
+        })
+    });
+    damaged(&topic, &group, &c, &mut ledger, "aggregate_invalid");
+
+    // 6. One window's partition files enriched from two campaign tables: in one of them,
+    //    campaign rows moved to another network, under another table checksum.
+    let c = copy_of(&d);
+    // Window files are named `<topic>-pNNNN-<window start>.parquet`.
+    let by_window = |f: &PathBuf| {
+        let name = f.to_string_lossy();
+        name.rsplit('-').next().unwrap_or_default().to_string()
+    };
+    let shared = files
+        .iter()
+        .find(|f| {
+            files
+                .iter()
+                .filter(|g| by_window(g) == by_window(f))
+                .count()
+                > 1
+        })
+        .expect("a window with files from two partitions");
+    rewrite_with(
+        &c.report.join(shared),
+        |b| {
+            with_column(b, "network_id", |col| {
+                let nets = col.as_any().downcast_ref::<Int64Array>().unwrap();
+                Arc::new(
+                    (0..nets.len())
+                        .map(|r| Some(nets.value(r) + 100))
+                        .collect::<Int64Array>(),
+                )
+            })
+        },
+        |kv| {
+            for e in kv.iter_mut() {
+                if e.key == "landfall.campaigns_sha256" {
+                    e.value = Some("0".repeat(64));
+                }
+            }
+        },
+    );
+    damaged(&topic, &group, &c, &mut ledger, "mixed_campaign_tables");
     ledger.book();
 }

@@ -4,6 +4,7 @@
 //! the file this run would land (see `identity`), and made durable again before anything is
 //! committed past it.
 
+pub mod marker;
 mod parquet;
 pub mod publish;
 
@@ -78,6 +79,11 @@ pub enum SinkError {
     Unreadable { path: PathBuf, detail: String },
     #[error("{path} is already there but is not the file this run would land: {mismatch}. {}", way_out(.mismatch))]
     NotOurs { path: PathBuf, mismatch: Mismatch },
+    #[error(
+        "the directory of {path} holds this topic's output from another run: the marker says \
+         {mismatch}. {}", way_out(.mismatch)
+    )]
+    MarkerMismatch { path: PathBuf, mismatch: Mismatch },
 }
 
 /// What a user can do about a found file that is not this run's output.

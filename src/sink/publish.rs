@@ -79,10 +79,25 @@ pub fn ensure_dir(root: &Path, dir: &Path) -> Result<(), SinkError> {
 /// nothing, if the name exists already. A failed fsync is fatal and never retried: after one,
 /// the kernel may have dropped the dirty pages.
 pub fn publish(final_path: &Path, bytes: &[u8], sync: bool) -> Result<bool, SinkError> {
+    publish_at(final_path, bytes, sync, failpoint::hit)
+}
+
+/// As [`publish`], without the recovery suite's crash points (for the directory marker, which
+/// is not part of the landing protocol).
+pub fn publish_plain(final_path: &Path, bytes: &[u8], sync: bool) -> Result<bool, SinkError> {
+    publish_at(final_path, bytes, sync, |_| {})
+}
+
+fn publish_at(
+    final_path: &Path,
+    bytes: &[u8],
+    sync: bool,
+    hit: impl Fn(&str),
+) -> Result<bool, SinkError> {
     let dir = final_path.parent().unwrap_or(Path::new("."));
     let tmp = temp_path(final_path);
-    let result = write_temp(&tmp, bytes, sync).and_then(|()| {
-        failpoint::hit("after-file-fsync");
+    let result = write_temp(&tmp, bytes, sync, &hit).and_then(|()| {
+        hit("after-file-fsync");
         match fs::hard_link(&tmp, final_path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
@@ -92,11 +107,11 @@ pub fn publish(final_path: &Path, bytes: &[u8], sync: bool) -> Result<bool, Sink
     // The temporary name goes whatever happened, so a full disk is not kept full by debris.
     let _ = fs::remove_file(&tmp);
     let linked = result?;
-    failpoint::hit("after-rename");
+    hit("after-rename");
     if linked && sync {
         fsync_dir(dir)?;
     }
-    failpoint::hit("after-dir-fsync");
+    hit("after-dir-fsync");
     Ok(linked)
 }
 
@@ -113,10 +128,10 @@ pub fn make_durable(path: &Path) -> Result<(), SinkError> {
     fsync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
-fn write_temp(tmp: &Path, bytes: &[u8], sync: bool) -> Result<(), SinkError> {
+fn write_temp(tmp: &Path, bytes: &[u8], sync: bool, hit: impl Fn(&str)) -> Result<(), SinkError> {
     let mut f = File::create(tmp).map_err(io("create", tmp))?;
     f.write_all(bytes).map_err(io("write", tmp))?;
-    failpoint::hit("after-temp-write");
+    hit("after-temp-write");
     if sync {
         f.sync_all().map_err(|source| SinkError::Fsync {
             path: tmp.to_path_buf(),

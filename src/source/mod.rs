@@ -358,6 +358,7 @@ fn session(
     let topic_id = crate::kafka::current_topic_id(probe.client(), &cfg.kafka)?;
     drop(probe);
     info!(topic = %cfg.kafka.topic, topic_id = topic_id.as_deref().unwrap_or("-"), "topic found");
+    let identity = Pipeline::identity(&cfg, &table, topic_id.clone());
     for dir in [&cfg.output_dir, &cfg.rejects_dir] {
         std::fs::create_dir_all(dir).map_err(|source| ConsumeError::Output {
             path: dir.clone(),
@@ -371,6 +372,10 @@ fn session(
         if removed > 0 {
             info!(dir = %dir.display(), removed, "removed temporary files left by an earlier crash");
         }
+        // Before anything lands: the directory holds this topic's output under these settings,
+        // or none yet.
+        crate::sink::marker::claim(dir, &identity, !cfg.unsafe_no_durability)
+            .map_err(PipelineError::from)?;
     }
     metrics::consumer().init_campaigns(&table);
     let store = StateStore::open(&cfg.state_dir)?;
@@ -379,7 +384,7 @@ fn session(
         cfg.clone(),
         table,
         store,
-        topic_id.clone(),
+        identity,
     )));
     let context = SourceContext {
         feed: Feed::start(pipeline.clone()).map_err(ConsumeError::Worker)?,

@@ -222,7 +222,7 @@ impl<'a> Audit<'a> {
                     kind,
                     m.partition,
                     Some(m.window_ms),
-                    None,
+                    Some(m.offsets),
                     Some(&m.path),
                     m.detail,
                 );
@@ -301,10 +301,18 @@ impl<'a> Audit<'a> {
                 None
             };
             if let Some((kind, detail)) = problem {
-                self.flag(kind, p, Some(start_ms), None, Some(&path), detail);
+                let offsets = Some((first, close - 1));
+                self.flag(kind, p, Some(start_ms), offsets, Some(&path), detail);
             }
         }
-        self.tables.add(path.clone(), p, start_ms, &f, &file.rows);
+        self.tables.add(
+            path.clone(),
+            p,
+            start_ms,
+            (first, close - 1),
+            &f,
+            &file.rows,
+        );
         self.report.window_files += 1;
         let part = self.parts.entry(p).or_default();
         part.closes

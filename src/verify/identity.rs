@@ -74,6 +74,7 @@ type Enriched = (Option<i64>, Option<String>);
 struct TableUse {
     path: PathBuf,
     partition: i32,
+    offsets: (i64, i64),
     sha: Option<String>,
     replaced: Option<String>,
     /// Campaign id -> (network id, name) as enriched in this file.
@@ -91,9 +92,11 @@ pub(super) struct Mixed {
     pub window_ms: i64,
     pub partition: i32,
     pub path: PathBuf,
+    /// The first and last offset of the first file of the window.
+    pub offsets: (i64, i64),
     pub detail: String,
     /// The change was made on purpose (`--accept-campaigns-change`) and recorded in the
-    /// footers: not a discrepancy.
+    /// footers (`landfall.campaigns_replaced_sha256`): not a discrepancy.
     pub accepted: bool,
 }
 
@@ -103,12 +106,14 @@ impl Tables {
         path: PathBuf,
         partition: i32,
         start_ms: i64,
+        offsets: (i64, i64),
         footer: &Footer,
         rows: &[WindowFileRow],
     ) {
         self.by_window.entry(start_ms).or_default().push(TableUse {
             path,
             partition,
+            offsets,
             sha: footer.get(keys::CAMPAIGNS).map(str::to_string),
             replaced: footer.get(keys::CAMPAIGNS_REPLACED).map(str::to_string),
             campaigns: rows
@@ -121,6 +126,13 @@ impl Tables {
     /// Every window whose partition files were enriched from different tables (by their
     /// footers' checksums), or that put one campaign in different networks or names.
     pub fn mixed(&self) -> Vec<Mixed> {
+        // Every change made with --accept-campaigns-change, as (replaced, new).
+        let changes: BTreeSet<(&str, &str)> = self
+            .by_window
+            .values()
+            .flatten()
+            .filter_map(|f| Some((f.replaced.as_deref()?, f.sha.as_deref()?)))
+            .collect();
         let mut out = Vec::new();
         for (&start, files) in &self.by_window {
             let shas: BTreeSet<&str> = files.iter().filter_map(|f| f.sha.as_deref()).collect();
@@ -167,18 +179,21 @@ impl Tables {
             if problems.is_empty() {
                 continue;
             }
-            // On purpose: one file names the table it replaced, and that is the other one.
-            let accepted = shas.len() == 2
-                && files.iter().any(|f| {
-                    f.replaced
-                        .as_deref()
-                        .is_some_and(|old| shas.contains(old) && f.sha.as_deref() != Some(old))
-                });
+            // On purpose: some file records the change from one of the two tables to the
+            // other (partitions switch at their own offsets, so it need not be in this window).
+            let accepted = shas.len() == 2 && {
+                let mut pair = shas.iter();
+                let (a, b) = (pair.next(), pair.next());
+                a.zip(b).is_some_and(|(a, b)| {
+                    changes.contains(&(*a, *b)) || changes.contains(&(*b, *a))
+                })
+            };
             let first = &files[0];
             out.push(Mixed {
                 window_ms: start,
                 partition: first.partition,
                 path: first.path.clone(),
+                offsets: first.offsets,
                 detail: problems.join(". "),
                 accepted,
             });

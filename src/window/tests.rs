@@ -174,6 +174,11 @@ fn a_sum_that_would_overflow_is_refused_not_wrapped() {
     // A single view too long for any sum opens no window.
     let later = t + 60_000;
     let (p, _) = w.on_event(3, later, 10, MAX_SUM_MS + 1);
-    assert_eq!(p, Placement::Overflow { window_start_ms: later });
+    assert_eq!(
+        p,
+        Placement::Overflow {
+            window_start_ms: later
+        }
+    );
     assert_eq!(w.open_windows().count(), 1);
 }

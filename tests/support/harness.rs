@@ -97,7 +97,8 @@ pub fn campaigns() -> PathBuf {
 
 /// `landfall consume` for `group`, into `d`. Timing settings come from the environment, so a
 /// test can change them with `.env(..)`: idle timeout 2 s, checkpoints every 300 ms, static
-/// membership with the group's name as the instance id, and the state directory.
+/// membership with the group's name as the instance id, the state directory and the campaign
+/// table.
 pub fn consume_cmd(topic: &str, group: &str, d: &Dirs, exit_on_idle: bool) -> Command {
     let mut cmd = landfall(&["consume"]);
     cmd.args([
@@ -105,14 +106,13 @@ pub fn consume_cmd(topic: &str, group: &str, d: &Dirs, exit_on_idle: bool) -> Co
         topic,
         "--group",
         group,
-        "--campaigns",
-        path_str(&campaigns()),
         "--output-dir",
         path_str(&d.report),
         "--rejects-dir",
         path_str(&d.rejects),
     ])
     .env("LANDFALL_STATE_DIR", &d.state)
+    .env("LANDFALL_CAMPAIGNS", campaigns())
     .env("LANDFALL_INSTANCE_ID", group)
     .env("LANDFALL_IDLE_TIMEOUT_SECS", "2")
     .env("LANDFALL_CHECKPOINT_INTERVAL_MS", "300");
