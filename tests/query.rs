@@ -454,13 +454,14 @@ fn missing_and_empty_directories_and_bad_filters_say_what_is_wrong() {
 
     let out = windows(
         &empty,
-        &["--from", "yesterday", "--to", "-1w", "--campaign", "x"],
+        // `--1h` would be an hour in the future if its signs were multiplied out.
+        &["--from", "yesterday", "--to=--1h", "--campaign", "x"],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     for flag in [
         "--from = \"yesterday\"",
-        "--to = \"-1w\"",
+        "--to = \"--1h\"",
         "--campaign = \"x\"",
     ] {
         assert!(stderr.contains(flag), "{flag} not named in: {stderr}");

@@ -220,7 +220,18 @@ impl Sink {
         if let Some(dir) = path.parent() {
             publish::ensure_dir(root, dir)?;
         }
-        if !publish::publish(&path, &bytes, self.sync)? {
+        let published = publish::publish(&path, &bytes, self.sync).map_err(|e| {
+            // The root can go between the check above and the write (renamed or unmounted
+            // under the running consumer): say so, rather than naming a missing file.
+            if root.is_dir() {
+                e
+            } else {
+                SinkError::RootGone {
+                    path: root.to_path_buf(),
+                }
+            }
+        })?;
+        if !published {
             // Another writer (a zombie, or a second instance) landed it a moment ago.
             return self.already_there(path, &want, table_change_ok);
         }

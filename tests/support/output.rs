@@ -113,15 +113,32 @@ impl GlobWatch {
     }
 }
 
+/// Whether `rel` is a directory marker: `_landfall.<topic>.json` at the root of an output
+/// directory, which records the identity its files were written with (readers skip `_` names).
+fn is_directory_marker(rel: &Path) -> bool {
+    let name = file_name(rel);
+    rel.parent() == Some(Path::new("")) && name.starts_with("_landfall.") && name.ends_with(".json")
+}
+
 /// Asserts that nothing but finished Parquet files is left under `dir`: every file has a
-/// final name ending in `.parquet` and a readable footer.
+/// final name ending in `.parquet` and a readable footer. The one other file allowed is the
+/// directory marker at the root, and it must be the JSON Landfall writes.
 pub fn assert_only_final_files(dir: &Path) {
     let files = all_files(dir);
+    for rel in files.iter().filter(|rel| is_directory_marker(rel)) {
+        let bytes = std::fs::read(dir.join(rel)).unwrap();
+        let marker: serde_json::Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("the directory marker {rel:?} is not JSON: {e}"));
+        assert!(
+            marker["topic"].is_string() && marker["settings"].is_string(),
+            "the directory marker {rel:?} lacks its topic or settings: {marker}"
+        );
+    }
     let stray: Vec<&PathBuf> = files
         .iter()
         .filter(|rel| {
             let name = file_name(rel);
-            name.starts_with('.') || !name.ends_with(".parquet")
+            !is_directory_marker(rel) && (name.starts_with('.') || !name.ends_with(".parquet"))
         })
         .collect();
     assert!(
