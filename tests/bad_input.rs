@@ -8,7 +8,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
 use support::harness::*;
@@ -63,22 +63,20 @@ fn catalogue() -> Vec<Case> {
         (k("dup"), v(dup), "window"),
         (k("a"), v(event("a", "2024-09-13T06:53:00.000", "2024-09-13T06:53:40.000", 10)), "window"),
         (k("l"), v(event("l", "yesterday", "2024-09-13T06:53:40.000", 10)), "bad_timestamp"),
+        // Hostile values that parse: a start left at year 1 (a view of two thousand years,
+        // which once landed in the 06:53 window with that duration), a zero-length view in
+        // the year -200000, and a view one second longer than --max-duration-secs' default
+        // 86,400 s.
+        (k("m"), v(event("m", "0001-01-01T00:00:00", "2024-09-13T06:53:50.000", 10)), "bad_timestamp"),
+        (k("n"), v(event("n", "-200000-01-01T00:00:00", "-200000-01-01T00:00:00", 10)), "bad_timestamp"),
+        (k("o"), v(event("o", "2024-09-12T06:53:44.000", "2024-09-13T06:53:45.000", 10)), "duration_too_long"),
     ]
 }
 
-fn create_topic(topic: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let admin: AdminClient<_> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .unwrap();
+/// A one-partition topic that takes the 1 MiB record.
+fn create_big_message_topic(topic: &str) {
     let t = NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("max.message.bytes", "4194304");
-    let r = rt
-        .block_on(admin.create_topics([&t], &AdminOptions::new()))
-        .unwrap();
+    let r = block_on(admin().create_topics([&t], &AdminOptions::new())).unwrap();
     assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
 }
 
@@ -86,7 +84,7 @@ fn create_topic(topic: &str) {
 fn every_bad_input_lands_exactly_once_and_nothing_stalls() {
     let mut ledger = Ledger::new("bad_input");
     let topic = unique_topic("catalogue");
-    create_topic(&topic);
+    create_big_message_topic(&topic);
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("enable.idempotence", "true")

@@ -16,28 +16,6 @@ use support::harness::*;
 use support::output::*;
 use support::*;
 
-/// `mount` with arguments, failing the test with its message.
-fn mount(args: &[&str]) {
-    let out = Command::new("mount")
-        .args(args)
-        .output()
-        .expect("run mount");
-    assert!(
-        out.status.success(),
-        "mount {args:?} failed: {} (these tests need root or CAP_SYS_ADMIN)",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A mount that is undone when the test ends.
-struct Mounted(PathBuf);
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 /// A broker of this test's own, on its own port, so it can be stopped without disturbing the
 /// other tests.
 struct OwnBroker {

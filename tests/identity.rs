@@ -11,27 +11,11 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::admin::AdminOptions;
 use rdkafka::ClientConfig;
 use support::harness::*;
 use support::output::*;
 use support::*;
-
-fn admin() -> AdminClient<DefaultClientContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .expect("admin client")
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
 
 /// The topic's ID as the broker gives it now.
 fn topic_id(topic: &str) -> String {
@@ -93,7 +77,7 @@ fn assert_refused(code: Option<i32>, stderr: &str, says: &[&str]) {
 /// new output directories) then works, and verify is clean.
 #[test]
 fn a_topic_recreated_while_stopped_is_refused_by_its_id() {
-    let mut ledger = Ledger::new("edge_topic_recreated");
+    let mut ledger = Ledger::new("edge_recreated");
     let topic = unique_topic("recreated");
     let d = dirs();
     let group = format!("{topic}-g");
@@ -146,7 +130,7 @@ fn a_topic_recreated_while_stopped_is_refused_by_its_id() {
 /// landed file as it was.
 #[test]
 fn a_topic_recreated_under_a_running_consumer_stops_it() {
-    let mut ledger = Ledger::new("edge_topic_recreated_live");
+    let mut ledger = Ledger::new("edge_recreated_live");
     let topic = unique_topic("recreated-live");
     let d = dirs();
     let group = format!("{topic}-g");

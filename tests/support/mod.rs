@@ -326,3 +326,89 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     // break for the short lines asserted here.
     Some((status, body))
 }
+
+/// `mount` with arguments, failing the test with its message.
+pub fn mount(args: &[&str]) {
+    let out = Command::new("mount")
+        .args(args)
+        .output()
+        .expect("run mount");
+    assert!(
+        out.status.success(),
+        "mount {args:?} failed: {} (these tests need root or CAP_SYS_ADMIN)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A mount that is undone when the test ends.
+pub struct Mounted(pub PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The Python with pyarrow and duckdb: `LANDFALL_PYTHON` (which `scripts/test` sets), else the
+/// virtualenv `scripts/test` keeps in the cache directory, else `python3`.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("LANDFALL_PYTHON").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var_os("LANDFALL_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/landfall")));
+    cache
+        .map(|c| c.join("venv/bin/python"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+/// Runs a future to completion on a runtime of its own (for the rdkafka admin client).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// An admin client on the local broker.
+pub fn admin() -> rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("admin client")
+}
+
+/// How many partitions the broker's metadata gives `topic` (0 if it does not know it).
+pub fn partition_count(topic: &str) -> usize {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("metadata client");
+    consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .ok()
+        .and_then(|md| {
+            md.topics()
+                .iter()
+                .find(|t| t.name() == topic && t.error().is_none())
+                .map(|t| t.partitions().len())
+        })
+        .unwrap_or(0)
+}
+
+/// Creates `topic` with `partitions` partitions and returns once the broker's metadata shows
+/// all of them.
+pub fn create_topic(topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+    let t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let r = block_on(admin().create_topics([&t], &AdminOptions::new())).unwrap();
+    assert!(r.iter().all(|r| r.is_ok()), "creating {topic}: {r:?}");
+    wait_until(
+        "the new topic's partitions",
+        Duration::from_secs(30),
+        || partition_count(topic) == partitions as usize,
+    );
+}
