@@ -291,14 +291,7 @@ fn exit_on_idle_exits_when_the_group_has_already_read_everything() {
 
 /// `landfall windows` on `report` with `args`; it does not need the broker.
 fn windows(report: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(landfall_bin())
-        .arg("windows")
-        .arg("--output-dir")
-        .arg(report)
-        .args(args)
-        .env("LANDFALL_LOG", "warn")
-        .output()
-        .expect("run landfall windows");
+    let out = landfall_windows(report, args);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

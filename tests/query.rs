@@ -8,7 +8,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use support::harness::*;
@@ -43,20 +43,8 @@ fn ms(seconds: &serde_json::Value) -> i64 {
     (seconds.as_f64().expect("a number of seconds") * 1000.0).round() as i64
 }
 
-/// `landfall windows` on `report` with `args`; it does not need the broker.
-fn windows(report: &Path, args: &[&str]) -> Output {
-    Command::new(landfall_bin())
-        .arg("windows")
-        .arg("--output-dir")
-        .arg(report)
-        .args(args)
-        .env("LANDFALL_LOG", "warn")
-        .output()
-        .expect("run landfall windows")
-}
-
 fn windows_json(report: &Path, args: &[&str]) -> (Vec<serde_json::Value>, String) {
-    let out = windows(report, &[&["--format", "json"], args].concat());
+    let out = landfall_windows(report, &[&["--format", "json"], args].concat());
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -186,7 +174,7 @@ fn check_merging(report: &Path, want: &Merged) {
     assert_eq!(cells(&rows), only);
 
     // CSV and the table carry the same rows.
-    let csv = windows(report, &["--format", "csv"]);
+    let csv = landfall_windows(report, &["--format", "csv"]);
     let csv = String::from_utf8(csv.stdout).unwrap();
     assert_eq!(
         csv.lines().count(),
@@ -194,7 +182,7 @@ fn check_merging(report: &Path, want: &Merged) {
         "a header and one line per row"
     );
     assert!(csv.starts_with("window_start,window_end,network_id,campaign_id,campaign_name,"));
-    let table = windows(report, &["--limit", "0"]);
+    let table = landfall_windows(report, &["--limit", "0"]);
     let table = String::from_utf8(table.stdout).unwrap();
     assert!(table.contains("|       window_start|"), "{table}");
     assert!(table.contains("|2024-09-13 07:10:00|2024-09-13 07:11:00|"));
@@ -263,7 +251,7 @@ fn check_http(report: &Path) {
         http_get(port, "/healthz").is_some()
     });
     let cli = |args: &[&str]| {
-        let out = windows(report, &[&["--format", "json"], args].concat());
+        let out = landfall_windows(report, &[&["--format", "json"], args].concat());
         String::from_utf8(out.stdout)
             .unwrap()
             .trim_end()
@@ -289,8 +277,10 @@ fn check_http(report: &Path) {
     let csv = ok("/windows?campaign=40&format=csv");
     assert_eq!(
         csv,
-        String::from_utf8(windows(report, &["--campaign", "40", "--format", "csv"]).stdout)
-            .unwrap()
+        String::from_utf8(
+            landfall_windows(report, &["--campaign", "40", "--format", "csv"]).stdout
+        )
+        .unwrap()
     );
 
     let (status, body) = http_get(port, "/windows?from=yesterday&campain=40").unwrap();
@@ -425,7 +415,7 @@ fn the_consumer_answers_windows_on_its_http_port() {
 fn missing_and_empty_directories_and_bad_filters_say_what_is_wrong() {
     let tmp = scratch();
     let missing = tmp.path().join("nope");
-    let out = windows(&missing, &[]);
+    let out = landfall_windows(&missing, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -443,7 +433,7 @@ fn missing_and_empty_directories_and_bad_filters_say_what_is_wrong() {
 
     let empty = tmp.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let out = windows(&empty, &["--format", "json"]);
+    let out = landfall_windows(&empty, &["--format", "json"]);
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -452,7 +442,7 @@ fn missing_and_empty_directories_and_bad_filters_say_what_is_wrong() {
         "{stderr}"
     );
 
-    let out = windows(
+    let out = landfall_windows(
         &empty,
         // `--1h` would be an hour in the future if its signs were multiplied out.
         &["--from", "yesterday", "--to=--1h", "--campaign", "x"],
@@ -466,7 +456,7 @@ fn missing_and_empty_directories_and_bad_filters_say_what_is_wrong() {
     ] {
         assert!(stderr.contains(flag), "{flag} not named in: {stderr}");
     }
-    let out = windows(
+    let out = landfall_windows(
         &empty,
         &["--from", "2024-09-13 08:00", "--to", "2024-09-13"],
     );

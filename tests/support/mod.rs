@@ -128,18 +128,7 @@ pub fn read_topic(topic: &str, isolation: &str) -> Vec<ReadRecord> {
 
 /// Whether the broker knows the topic yet.
 pub fn topic_exists(topic: &str) -> bool {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .expect("metadata client");
-    consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .map(|md| {
-            md.topics()
-                .iter()
-                .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
-        })
-        .unwrap_or(false)
+    partition_count(topic) > 0
 }
 
 /// A scratch directory removed at the end of the test.
@@ -411,4 +400,16 @@ pub fn create_topic(topic: &str, partitions: i32) {
         Duration::from_secs(30),
         || partition_count(topic) == partitions as usize,
     );
+}
+
+/// `landfall windows` on `report` with `args`; it does not need the broker.
+pub fn landfall_windows(report: &Path, args: &[&str]) -> Output {
+    Command::new(landfall_bin())
+        .arg("windows")
+        .arg("--output-dir")
+        .arg(report)
+        .args(args)
+        .env("LANDFALL_LOG", "warn")
+        .output()
+        .expect("run landfall windows")
 }
