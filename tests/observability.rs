@@ -222,15 +222,15 @@ fn a_real_prometheus_answers_every_dashboard_expression() {
     cmd.args(["--rate", "2000"])
         .env("LANDFALL_TXN_MAX_MS", "200");
     http_on_any_port(&mut cmd);
-    let log = log_stderr(&mut cmd, d.tmp.path(), "producer");
+    let producer_log = log_stderr(&mut cmd, d.tmp.path(), "producer");
     let mut producer = ChildGuard::spawn(cmd);
-    let producer_port = bound_port(&log, Duration::from_secs(30));
+    let producer_port = bound_port(&producer_log, Duration::from_secs(30));
     wait_for_status(producer_port, "/readyz", 200, Duration::from_secs(30));
     let mut cmd = consume_cmd(&topic, &format!("{topic}-g"), &d, false);
     http_on_any_port(&mut cmd);
-    let log = log_stderr(&mut cmd, d.tmp.path(), "consumer");
+    let consumer_log = log_stderr(&mut cmd, d.tmp.path(), "consumer");
     let mut consumer = ChildGuard::spawn(cmd);
-    let consumer_port = bound_port(&log, Duration::from_secs(30));
+    let consumer_port = bound_port(&consumer_log, Duration::from_secs(30));
     wait_for_status(consumer_port, "/readyz", 200, Duration::from_secs(30));
 
     // The repository's scrape config, pointed at 127.0.0.1 and scraping every second.
@@ -285,9 +285,24 @@ fn a_real_prometheus_answers_every_dashboard_expression() {
         }
     }
     let still_up = prom.child().try_wait().unwrap().is_none();
-    for c in [&mut producer, &mut consumer] {
+    for (name, c, log) in [
+        ("producer", &mut producer, &producer_log),
+        ("consumer", &mut consumer, &consumer_log),
+    ] {
         send_signal(c.child(), libc::SIGTERM);
-        wait_exit(c.child(), Duration::from_secs(15), "landfall");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while c.child().try_wait().unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the {name} did not exit within 30 s of SIGTERM; its log ends:\n{}",
+                log_tail(log, 40)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!(
+            "the {name} stopped {:?} after SIGTERM",
+            Duration::from_secs(30) - deadline.saturating_duration_since(std::time::Instant::now())
+        );
         c.0 = None;
     }
     assert!(still_up, "Prometheus died:\n{}", read_log(&prom_log));

@@ -79,11 +79,9 @@ impl<'a> Fleet<'a> {
                 break s;
             }
             if Instant::now() > deadline {
-                let said = read_log(&log);
-                let tail: Vec<&str> = said.lines().rev().take(40).collect();
                 panic!(
                     "{name} did not stop within 60 s of SIGTERM; its log ends:\n{}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    log_tail(&log, 40)
                 );
             }
             std::thread::sleep(Duration::from_millis(20));

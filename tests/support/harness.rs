@@ -364,3 +364,10 @@ pub fn log_stderr(cmd: &mut Command, dir: &Path, name: &str) -> PathBuf {
 pub fn read_log(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+/// The last `lines` lines of a log, without colours.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let said = strip_ansi(&read_log(path));
+    let tail: Vec<&str> = said.lines().rev().take(lines).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
