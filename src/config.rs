@@ -7,15 +7,15 @@ use std::time::Duration;
 use crate::cli::{
     ClockArg, ConsumeArgs, KafkaArgs, ProduceArgs, ServeArgs, VerifyArgs, WindowsArgs,
 };
-use crate::decode::Limits;
-use crate::generator::GeneratorConfig;
+use crate::consume::decode::Limits;
+use crate::consume::pipeline::ConsumeConfig;
+use crate::consume::window::WindowConfig;
 use crate::identity::Settings;
-use crate::kafka::KafkaSettings;
-use crate::pipeline::ConsumeConfig;
-use crate::producer::{Clock, ProduceConfig};
+use crate::ops::kafka::KafkaSettings;
+use crate::produce::generator::GeneratorConfig;
+use crate::produce::producer::{Clock, ProduceConfig};
+use crate::query::Query;
 use crate::verify::VerifyConfig;
-use crate::window::WindowConfig;
-use crate::windows::Query;
 
 pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
 pub const DEFAULT_TOPIC: &str = "view-log-events-1";
@@ -476,7 +476,7 @@ pub fn consume_config(args: &ConsumeArgs) -> Result<ConsumeConfig, ConfigError> 
             args.campaigns.display(),
             "no such file",
         );
-    } else if let Err(e) = crate::enrich::CampaignTable::load(&args.campaigns) {
+    } else if let Err(e) = crate::consume::enrich::CampaignTable::load(&args.campaigns) {
         p.push(
             "--campaigns",
             "LANDFALL_CAMPAIGNS",

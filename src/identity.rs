@@ -12,9 +12,9 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::decode::Limits;
+use crate::consume::decode::Limits;
+use crate::consume::window::WindowConfig;
 use crate::readback::Footer;
-use crate::window::WindowConfig;
 
 /// A restart or a running consumer found that something its output depends on changed.
 #[derive(Debug, thiserror::Error)]

@@ -1,42 +1,40 @@
 //! Landfall: an exactly-once stream processor for ad-view events.
 //!
-//! The data flows through the modules in this order:
+//! The folders are the architecture; the data flows through them in this order:
 //!
 //! ```text
-//!  generator ──► producer ──► Kafka topic (transactions; aborted ones are never read)
-//!                                  │
-//!                                  ▼  read_committed
-//!  source ──► decode ──► enrich ──► window ──► sink (Parquet: temp, fsync, rename, fsync dir)
-//!                                                 │
-//!                                                 ▼
-//!                            state (sled checkpoint) ──► commit (Kafka offsets + watermark)
+//!  produce: generator ──► producer ──► Kafka topic (transactions; aborted ones never read)
+//!                                           │
+//!                                           ▼  read_committed
+//!  consume: source ──► feed ──► decode ──► enrich ──► window ──► sink (Parquet, atomically)
+//!                                                                   │
+//!                                                                   ▼
+//!                                       state (sled checkpoint) ──► commit (Kafka offsets)
+//!
+//!  query:   readback ──► merge, filter ──► table, JSON, CSV, GET /windows
+//!  verify:  readback + the log ──► discrepancies
 //! ```
 //!
-//! `cli` and `config` turn flags and environment variables into validated settings; `kafka`
-//! holds the client plumbing every role shares; `shutdown` turns signals into a cancellation
-//! token; `metrics` serves /metrics, /healthz and /readyz; `bench` measures the pipeline against bare librdkafka; `readback` reads landed files
-//! back, for `windows` (the query side: merged, pruned answers for the CLI and `GET /windows`)
-//! and `verify` (the audit of output against the log).
+//! - [`consume`]: the pipeline from Kafka to landed files and commits ([`consume::run`]).
+//! - [`produce`]: the event generator and the transactional producer.
+//! - [`query`]: merged, pruned answers over the landed windows, for the CLI and HTTP.
+//! - [`verify`]: the audit of the output against the log.
+//! - [`readback`]: the reader of landed files (footers, rows), shared by the sink's "already
+//!   there" check, `query` and `verify`.
+//! - [`identity`]: what the output depends on (topic ID, settings, campaign table), recorded
+//!   in commits, footers and the directory marker, and compared on every restart.
+//! - [`ops`]: Kafka plumbing, metrics and the HTTP server, signals, failpoints.
+//! - [`cli`] and [`config`] turn flags and environment variables into validated settings;
+//!   [`bench`] measures the pipeline against bare librdkafka.
 
 pub mod bench;
 pub mod cli;
 pub mod config;
-pub mod decode;
-pub mod enrich;
+pub mod consume;
 pub mod event;
-pub mod failpoint;
-pub mod generator;
 pub mod identity;
-pub mod kafka;
-pub mod metrics;
-pub mod peek;
-pub mod pipeline;
-pub mod producer;
+pub mod ops;
+pub mod produce;
+pub mod query;
 pub mod readback;
-pub mod shutdown;
-pub mod sink;
-pub mod source;
-pub mod state;
 pub mod verify;
-pub mod window;
-pub mod windows;

@@ -9,7 +9,8 @@ use tracing::info;
 use tracing_subscriber::EnvFilter;
 
 use landfall::cli::{BenchCommand, Cli, Command, LogFormat, ReportFormat, WindowsFormat};
-use landfall::{bench, config, kafka, metrics, peek, producer, shutdown, source, verify, windows};
+use landfall::ops::{kafka, metrics, peek, shutdown};
+use landfall::{bench, config, consume, produce::producer, query, verify};
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("LANDFALL_LOG")
@@ -108,7 +109,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 metrics::serve(addr, &metrics::consumer().process, report, stop.clone()).await?;
             }
             let (out, rejects) = (cfg.output_dir.clone(), cfg.rejects_dir.clone());
-            let summary = tokio::task::spawn_blocking(move || source::run(cfg, &stop))
+            let summary = tokio::task::spawn_blocking(move || consume::run(cfg, &stop))
                 .await
                 .context("consumer thread")??;
             let t = &summary.totals;
@@ -134,7 +135,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Windows(args) => {
             let q = config::windows_query(&args, chrono::Utc::now().timestamp_micros())?;
             let dir = args.output_dir.clone();
-            let answer = tokio::task::spawn_blocking(move || windows::query(&dir, &q))
+            let answer = tokio::task::spawn_blocking(move || query::query(&dir, &q))
                 .await
                 .context("reader thread")??;
             if args.explain {
@@ -152,11 +153,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 }
             }
             match args.format {
-                WindowsFormat::Json => println!("{}", windows::render_json(&answer.rows)?),
-                WindowsFormat::Csv => print!("{}", windows::render_csv(&answer.rows)?),
+                WindowsFormat::Json => println!("{}", query::render_json(&answer.rows)?),
+                WindowsFormat::Csv => print!("{}", query::render_csv(&answer.rows)?),
                 WindowsFormat::Table if answer.rows.is_empty() => {}
                 WindowsFormat::Table => {
-                    print!("{}", windows::render_table(&answer.rows, args.limit));
+                    print!("{}", query::render_table(&answer.rows, args.limit));
                     println!("finalized windows are in {dir}");
                 }
             }
@@ -202,7 +203,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     committed
                         .values()
                         .flatten()
-                        .find_map(|(_, meta)| landfall::state::CommitPoint::parse_metadata(meta))
+                        .find_map(|(_, meta)| {
+                            landfall::consume::state::CommitPoint::parse_metadata(meta)
+                        })
                         .map(|m| m.settings)
                 }
                 None => None,

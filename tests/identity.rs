@@ -24,8 +24,8 @@ fn topic_id(topic: &str) -> String {
         .create()
         .unwrap();
     use rdkafka::consumer::Consumer;
-    match landfall::kafka::topic_id(client.client(), topic, Duration::from_secs(10)) {
-        landfall::kafka::TopicIdLookup::Found(id) => id,
+    match landfall::ops::kafka::topic_id(client.client(), topic, Duration::from_secs(10)) {
+        landfall::ops::kafka::TopicIdLookup::Found(id) => id,
         other => panic!("no topic ID for {topic}: {other:?}"),
     }
 }
@@ -258,7 +258,7 @@ fn a_file_already_there_must_prove_it_is_this_output() {
 }
 
 fn sha256_hex(path: &Path) -> String {
-    landfall::enrich::CampaignTable::load(path)
+    landfall::consume::enrich::CampaignTable::load(path)
         .unwrap()
         .checksum
 }

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use landfall::config::produce_config;
-use landfall::producer::TxnPlan;
+use landfall::produce::producer::TxnPlan;
 use support::*;
 
 /// The keys a producer run commits, computed from the same plan the producer follows.

@@ -182,7 +182,7 @@ impl Watch {
                 }
             }
         }
-        let now = landfall::kafka::committed_offsets(&settings(topic), group)
+        let now = landfall::ops::kafka::committed_offsets(&settings(topic), group)
             .expect("reading the group's committed offsets");
         for (p, c) in now {
             let Some((offset, _)) = c else { continue };

@@ -2,8 +2,8 @@
 //! an event keeps the bounds decode promises, and windowing it cannot overflow.
 #![no_main]
 
-use landfall::decode::{decode, Limits, MAX_EVENT_MS, MIN_EVENT_MS};
-use landfall::window::{PartitionWindows, Placement, Progress, WindowConfig};
+use landfall::consume::decode::{decode, Limits, MAX_EVENT_MS, MIN_EVENT_MS};
+use landfall::consume::window::{PartitionWindows, Placement, Progress, WindowConfig};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -11,9 +11,11 @@ use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::util::Timeout;
 use tokio_util::sync::CancellationToken;
 
-use crate::generator::GeneratorConfig;
-use crate::kafka::{create_topic, KafkaSettings};
-use crate::producer::{self, send_records, Clock, DeliveryCounter, ProduceConfig, TxnPlan};
+use crate::ops::kafka::{create_topic, KafkaSettings};
+use crate::produce::generator::GeneratorConfig;
+use crate::produce::producer::{
+    self, send_records, Clock, DeliveryCounter, ProduceConfig, TxnPlan,
+};
 
 /// One measured run.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -132,7 +134,7 @@ fn render_rows(rows: &[(&str, &Measurement, Option<f64>)]) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error(transparent)]
-    Setup(#[from] crate::kafka::KafkaSetupError),
+    Setup(#[from] crate::ops::kafka::KafkaSetupError),
     #[error(transparent)]
     Produce(#[from] producer::ProduceError),
     #[error("bare producer: {0}")]
@@ -458,7 +460,7 @@ fn consume_args(
 fn bare_drain(topic: &KafkaSettings) -> Result<(u64, u64), BenchError> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Message;
-    let consumer: BaseConsumer<crate::kafka::QuietEof> = topic
+    let consumer: BaseConsumer<crate::ops::kafka::QuietEof> = topic
         .client_config()
         .set("group.id", format!("bench-bare-{}", std::process::id()))
         .set("enable.auto.commit", "false")
@@ -467,8 +469,8 @@ fn bare_drain(topic: &KafkaSettings) -> Result<(u64, u64), BenchError> {
         .set("fetch.wait.max.ms", "100")
         // The same fetch settings as `landfall consume`, so only the work differs.
         .set("fetch.queue.backoff.ms", "5")
-        .create_with_context(crate::kafka::QuietEof)?;
-    let n = crate::kafka::wait_for_topic(consumer.client(), topic)?;
+        .create_with_context(crate::ops::kafka::QuietEof)?;
+    let n = crate::ops::kafka::wait_for_topic(consumer.client(), topic)?;
     let mut tpl = rdkafka::TopicPartitionList::new();
     for p in 0..n as i32 {
         tpl.add_partition_offset(&topic.topic, p, rdkafka::Offset::Beginning)?;
@@ -483,9 +485,15 @@ fn bare_drain(topic: &KafkaSettings) -> Result<(u64, u64), BenchError> {
             None => {
                 for (p, d) in done.iter_mut().enumerate() {
                     if eof[p] && !*d {
-                        let ends = crate::kafka::PartitionEnds::default();
-                        *d = crate::kafka::stable_end(&consumer, &topic_name, p as i32, &ends, 0)
-                            .is_some();
+                        let ends = crate::ops::kafka::PartitionEnds::default();
+                        *d = crate::ops::kafka::stable_end(
+                            &consumer,
+                            &topic_name,
+                            p as i32,
+                            &ends,
+                            0,
+                        )
+                        .is_some();
                     }
                 }
             }

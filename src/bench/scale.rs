@@ -4,8 +4,8 @@
 use tokio_util::sync::CancellationToken;
 
 use super::{bench_topic, consume_args, load_config, run_id, BenchError, Child, Measurement};
-use crate::kafka::{create_topic, KafkaSettings};
-use crate::producer;
+use crate::ops::kafka::{create_topic, KafkaSettings};
+use crate::produce::producer;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ScaleRun {

@@ -11,7 +11,7 @@ use arrow_array::{Array, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::ParquetMetaData;
 
-use crate::window::Agg;
+use crate::consume::window::Agg;
 use strict::StrictFile;
 
 mod strict;

@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 
 use super::identity::{Evidence, Tables};
 use super::{Discrepancy, VerifyConfig, VerifyError, VerifyReport};
-use crate::decode::decode;
+use crate::consume::decode::decode;
+use crate::consume::sink::window_file_name;
+use crate::consume::window::{Agg, MAX_SUM_MS};
 use crate::event::format_timestamp;
 use crate::identity::Settings;
 use crate::readback::{parquet_files, read_reject_file, read_window_file, ReadError};
-use crate::sink::window_file_name;
-use crate::window::{Agg, MAX_SUM_MS};
 
 /// A window file as its footer describes it.
 #[derive(Debug, Clone)]
@@ -171,7 +171,7 @@ impl<'a> Audit<'a> {
     pub(super) fn check_commits(&mut self, committed: &BTreeMap<i32, Option<(i64, String)>>) {
         for (&p, c) in committed {
             let Some((offset, meta)) = c else { continue };
-            let Some(m) = crate::state::CommitPoint::parse_metadata(meta) else {
+            let Some(m) = crate::consume::state::CommitPoint::parse_metadata(meta) else {
                 continue;
             };
             let mut footer = crate::readback::Footer::default();
@@ -371,7 +371,7 @@ impl<'a> Audit<'a> {
     }
 
     /// One committed record, in offset order within its partition.
-    pub(super) fn on_record(&mut self, r: crate::kafka::Scanned<'_>) {
+    pub(super) fn on_record(&mut self, r: crate::ops::kafka::Scanned<'_>) {
         self.report.records += 1;
         let cfg = self.cfg.window;
         let (p, o) = (r.partition, r.offset);

@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use crate::consume::window::MAX_SUM_MS;
 use crate::identity::{keys, Settings};
 use crate::readback::{Footer, WindowFileRow};
-use crate::window::MAX_SUM_MS;
 
 /// What the audit holds the files to.
 pub(super) struct Evidence {
@@ -205,7 +205,7 @@ impl Tables {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::window::Agg;
+    use crate::consume::window::Agg;
 
     fn row(count: u64, sum: i64, min: i64, max: i64) -> WindowFileRow {
         WindowFileRow {

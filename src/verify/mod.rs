@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::kafka::{committed_offsets, scan, topic_id_now, KafkaSettings, ScanError};
+use crate::consume::window::WindowConfig;
+use crate::ops::kafka::{committed_offsets, scan, topic_id_now, KafkaSettings, ScanError};
 use crate::readback::ReadError;
-use crate::window::WindowConfig;
 use audit::Audit;
 
 #[derive(Debug, Clone)]
@@ -31,7 +31,7 @@ pub struct VerifyConfig {
     pub report_dir: PathBuf,
     pub rejects_dir: PathBuf,
     pub window: WindowConfig,
-    pub limits: crate::decode::Limits,
+    pub limits: crate::consume::decode::Limits,
     /// The consumer group whose committed offsets must not pass unlanded records.
     pub group: Option<String>,
     /// Per partition, audit records below this offset only (default: the end of the log).

@@ -95,8 +95,8 @@ pub struct ReadRecord {
 }
 
 /// Landfall's Kafka settings for the local broker and `topic`.
-pub fn settings(topic: &str) -> landfall::kafka::KafkaSettings {
-    landfall::kafka::KafkaSettings {
+pub fn settings(topic: &str) -> landfall::ops::kafka::KafkaSettings {
+    landfall::ops::kafka::KafkaSettings {
         brokers: brokers(),
         topic: topic.to_string(),
         connect_timeout: Duration::from_secs(30),
@@ -107,7 +107,7 @@ pub fn settings(topic: &str) -> landfall::kafka::KafkaSettings {
 /// level ("read_committed" or "read_uncommitted"). Records are in offset order per partition.
 pub fn read_topic(topic: &str, isolation: &str) -> Vec<ReadRecord> {
     let mut out = Vec::new();
-    landfall::kafka::scan(
+    landfall::ops::kafka::scan(
         &settings(topic),
         isolation == "read_committed",
         &Default::default(),
@@ -184,7 +184,7 @@ impl Drop for ChildGuard {
 /// taken in between.
 pub fn http_on_any_port(cmd: &mut Command) -> &mut Command {
     cmd.args(["--http-addr", "127.0.0.1:0"])
-        .env("LANDFALL_LOG", "warn,landfall::metrics=info")
+        .env("LANDFALL_LOG", "warn,landfall::ops::metrics=info")
 }
 
 /// The port a `landfall` child bound for [`http_on_any_port`], from the `serving ...` line it

@@ -1,7 +1,7 @@
 //! Metrics and the HTTP endpoints: `/metrics` (Prometheus text format), `/healthz` (the
 //! process is up) and `/readyz` (it is doing its job: the consumer has its partitions and their
 //! state, the producer has its transactional id). The consumer (and `landfall serve`) also
-//! answers `/windows` from its report directory: see `windows::http`.
+//! answers `/windows` from its report directory: see `query::http`.
 //!
 //! Each role has its own registry, so a scrape shows only what that process does. Names follow
 //! `landfall_<noun>_<unit>`, with `_total` on counters. Handles that the hot path touches
@@ -20,7 +20,7 @@ use prometheus::{
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::decode::RejectReason;
+use crate::consume::decode::RejectReason;
 
 /// Sub-millisecond to seconds: local file and sled work.
 const LOCAL_IO_BUCKETS: &[f64] = &[
@@ -246,7 +246,7 @@ impl ConsumerMetrics {
 
     /// Every campaign of the table (and "unknown") exists from the start at zero, so the
     /// first window of each is counted by `increase()` too.
-    pub fn init_campaigns(&self, table: &crate::enrich::CampaignTable) {
+    pub fn init_campaigns(&self, table: &crate::consume::enrich::CampaignTable) {
         for (id, c) in table.iter() {
             let labels = [id.to_string(), c.name.clone(), c.network_id.to_string()];
             let labels = [labels[0].as_str(), labels[1].as_str(), labels[2].as_str()];
@@ -260,9 +260,9 @@ impl ConsumerMetrics {
     /// A window file landed: its views count in the campaign totals.
     pub fn campaign_landed(
         &self,
-        campaign: Option<&crate::enrich::Campaign>,
+        campaign: Option<&crate::consume::enrich::Campaign>,
         id: i64,
-        agg: &crate::window::Agg,
+        agg: &crate::consume::window::Agg,
     ) {
         let (id, name, network) = match campaign {
             Some(c) => (id.to_string(), c.name.clone(), c.network_id.to_string()),
@@ -385,7 +385,7 @@ pub async fn serve(
         );
     let mut routes = "/metrics, /healthz and /readyz";
     if let Some(dir) = report_dir {
-        app = app.merge(crate::windows::http::router(dir));
+        app = app.merge(crate::query::http::router(dir));
         routes = "/metrics, /healthz, /readyz and /windows";
     }
     spawn_server(addr, app, routes, process.role, shutdown).await
@@ -397,7 +397,7 @@ pub async fn serve_windows(
     report_dir: PathBuf,
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, BindError> {
-    let app = crate::windows::http::router(report_dir)
+    let app = crate::query::http::router(report_dir)
         .route("/healthz", axum::routing::get(|| async { "ok\n" }));
     spawn_server(addr, app, "/windows and /healthz", "serve", shutdown).await
 }

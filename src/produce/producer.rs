@@ -12,8 +12,8 @@ use rdkafka::ClientContext;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::generator::{Generator, GeneratorConfig, Record};
-use crate::kafka::{wait_for_topic, KafkaSettings, KafkaSetupError};
+use crate::ops::kafka::{wait_for_topic, KafkaSettings, KafkaSetupError};
+use crate::produce::generator::{Generator, GeneratorConfig, Record};
 
 /// Where "now" comes from for generated events.
 #[derive(Debug, Clone, PartialEq)]
@@ -148,7 +148,7 @@ impl DeliveryCounter {
     pub fn with_metrics() -> Self {
         DeliveryCounter {
             failed: AtomicU64::new(0),
-            sent: crate::metrics::producer().sent.clone(),
+            sent: crate::ops::metrics::producer().sent.clone(),
         }
     }
 }
@@ -172,7 +172,7 @@ impl ProducerContext for DeliveryCounter {
             self.sent.inc();
         }
         if let Err((e, _)) = result {
-            crate::metrics::producer().error("delivery");
+            crate::ops::metrics::producer().error("delivery");
             if self.failed.fetch_add(1, Ordering::Relaxed) == 0 {
                 warn!(error = %e, "delivery failed; the transaction will be aborted and retried");
             }
@@ -315,7 +315,7 @@ fn run_one(
 
     init_transactions(&producer, cfg)?;
     info!(transactional_id = %cfg.transactional_id, "transactions initialised");
-    let metrics = crate::metrics::producer();
+    let metrics = crate::ops::metrics::producer();
     metrics.process.set_ready(true);
 
     let mut plan = TxnPlan::new(cfg);
@@ -485,7 +485,7 @@ fn finish_txn<C: ProducerContext<DeliveryOpaque = ()>>(
                 }
                 attempt += 1;
                 if t.txn_requires_abort() {
-                    crate::metrics::producer().error("abortable");
+                    crate::ops::metrics::producer().error("abortable");
                     warn!(error = %e, attempt, "transaction must be aborted; sending it again");
                     abort(producer)?;
                     summary.retried_txns += 1;
@@ -494,7 +494,7 @@ fn finish_txn<C: ProducerContext<DeliveryOpaque = ()>>(
                         warn!(error = %e, "send failed while retrying a transaction");
                     }
                 } else {
-                    crate::metrics::producer().error("retriable");
+                    crate::ops::metrics::producer().error("retriable");
                     warn!(error = %e, attempt, "commit failed with a retriable error; retrying");
                 }
             }

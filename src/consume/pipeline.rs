@@ -10,14 +10,16 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use crate::decode::{decode, Limits, RejectReason};
-use crate::enrich::CampaignTable;
+use crate::consume::decode::{decode, Limits, RejectReason};
+use crate::consume::enrich::CampaignTable;
+use crate::consume::sink::{Landed, RejectRecord, Sink, SinkError, TableChange};
+use crate::consume::state::{
+    CommitPoint, PartitionCheckpoint, RejectBuffer, StateError, StateStore,
+};
+use crate::consume::window::{ClosedWindow, IdleMark, PartitionWindows, Placement, WindowConfig};
 use crate::identity::{Identity, IdentityError, Settings};
-use crate::kafka::KafkaSettings;
-use crate::metrics::{self, PartitionMetrics};
-use crate::sink::{Landed, RejectRecord, Sink, SinkError, TableChange};
-use crate::state::{CommitPoint, PartitionCheckpoint, RejectBuffer, StateError, StateStore};
-use crate::window::{ClosedWindow, IdleMark, PartitionWindows, Placement, WindowConfig};
+use crate::ops::kafka::KafkaSettings;
+use crate::ops::metrics::{self, PartitionMetrics};
 
 #[derive(Debug, Clone)]
 pub struct ConsumeConfig {
@@ -281,7 +283,7 @@ impl Pipeline {
         partition: i32,
         kafka_commit: Option<(i64, String)>,
     ) -> Result<PartitionState, PipelineError> {
-        crate::failpoint::hit("during-recovery");
+        crate::ops::failpoint::hit("during-recovery");
         let topic = &self.cfg.kafka.topic;
         let mut replaced = None;
         let commit = match kafka_commit {
@@ -316,7 +318,7 @@ impl Pipeline {
     fn check_commit(
         &self,
         partition: i32,
-        meta: &crate::state::CommitMeta,
+        meta: &crate::consume::state::CommitMeta,
     ) -> Result<Option<String>, PipelineError> {
         let id = &self.sink.identity;
         let (topic, group) = (id.topic.clone(), self.cfg.group.clone());
@@ -511,7 +513,7 @@ impl Pipeline {
                              window starting {} past {} ms, what decimal(18,3) holds",
                             ev.campaign_id,
                             crate::event::format_timestamp(window_start_ms),
-                            crate::window::MAX_SUM_MS
+                            crate::consume::window::MAX_SUM_MS
                         );
                         st.rejects.push(
                             reject(reason, detail, Some(ev.end_ms), None),

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::kafka::{scan, KafkaSettings, ScanError};
+use crate::ops::kafka::{scan, KafkaSettings, ScanError};
 
 /// What a read_committed reader sees.
 #[derive(Debug, Default)]

@@ -318,7 +318,7 @@ pub fn decode(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generator::{Generator, GeneratorConfig, InvalidKind, RecordKind};
+    use crate::produce::generator::{Generator, GeneratorConfig, InvalidKind, RecordKind};
 
     fn limits(max_future_skew_ms: i64) -> Limits {
         Limits {

@@ -15,8 +15,8 @@ use parquet::file::metadata::{ParquetMetaData, RowGroupMetaData};
 use parquet::file::statistics::Statistics;
 use serde::Serialize;
 
+use crate::consume::window::Agg;
 use crate::readback::{parquet_files_pruned, read_window_file_where, ReadError, WindowFileRow};
-use crate::window::Agg;
 
 /// One merged row: a window file row whose aggregate covers every partition.
 #[derive(Debug, Clone, PartialEq)]

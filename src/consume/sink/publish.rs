@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::SinkError;
-use crate::failpoint;
+use crate::ops::failpoint;
 
 /// Temporary files older than this are debris from a crash; younger ones may belong to another
 /// instance that is writing right now.

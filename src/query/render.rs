@@ -155,8 +155,8 @@ pub fn render_table(rows: &[WindowRow], limit: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::consume::window::Agg;
     use crate::readback::WindowFileRow;
-    use crate::window::Agg;
 
     fn row(campaign: i64, network: Option<i64>, agg: Agg) -> WindowRow {
         WindowRow {

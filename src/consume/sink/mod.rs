@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::decode::RejectReason;
-use crate::enrich::CampaignTable;
+use crate::consume::decode::RejectReason;
+use crate::consume::enrich::CampaignTable;
+use crate::consume::window::ClosedWindow;
 use crate::identity::{Expected, FileKind, Identity, Mismatch};
-use crate::window::ClosedWindow;
 
 /// A record bound for the rejects dataset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,8 +2,6 @@
 //! rebalances, and the poll loop that feeds the pipeline and drives checkpoints and commits.
 //! The per-record work runs on a worker thread: see [`feed`].
 
-mod feed;
-
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -16,22 +14,22 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::enrich::CampaignTable;
-use crate::kafka::wait_for_topic;
-use crate::metrics;
-use crate::pipeline::{ConsumeConfig, Pipeline, PipelineError, Totals};
-use crate::sink::publish::{remove_stale_temps, STALE_TEMP_AGE};
-use crate::state::StateStore;
-use feed::Feed;
+use super::feed::Feed;
+use crate::consume::enrich::CampaignTable;
+use crate::consume::pipeline::{ConsumeConfig, Pipeline, PipelineError, Totals};
+use crate::consume::sink::publish::{remove_stale_temps, STALE_TEMP_AGE};
+use crate::consume::state::StateStore;
+use crate::ops::kafka::wait_for_topic;
+use crate::ops::metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumeError {
     #[error(transparent)]
-    Setup(#[from] crate::kafka::KafkaSetupError),
+    Setup(#[from] crate::ops::kafka::KafkaSetupError),
     #[error(transparent)]
-    Enrich(#[from] crate::enrich::EnrichError),
+    Enrich(#[from] crate::consume::enrich::EnrichError),
     #[error(transparent)]
-    State(#[from] crate::state::StateError),
+    State(#[from] crate::consume::state::StateError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
     #[error("Kafka consumer: {0}")]
@@ -61,7 +59,7 @@ pub struct SourceContext {
     /// Each partition's end as the broker last reported it (the last stable offset, which is
     /// what a read_committed reader can reach), and where the fetcher stood at its last
     /// end-of-partition event, from librdkafka's statistics.
-    ends: crate::kafka::PartitionEnds,
+    ends: crate::ops::kafka::PartitionEnds,
     /// The topic's ID when the session started; a different one means it was recreated.
     topic_id: Option<String>,
     topic: String,
@@ -164,7 +162,7 @@ impl SourceContext {
 
 impl ClientContext for SourceContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        crate::kafka::log_client_error(error, reason);
+        crate::ops::kafka::log_client_error(error, reason);
     }
 
     fn stats(&self, stats: rdkafka::Statistics) {
@@ -236,8 +234,8 @@ fn check_topic_id<C: ClientContext>(
     let Some(known) = known else {
         return Ok(());
     };
-    match crate::kafka::topic_id(client, topic, Duration::from_secs(5)) {
-        crate::kafka::TopicIdLookup::Found(now) if now != known => {
+    match crate::ops::kafka::topic_id(client, topic, Duration::from_secs(5)) {
+        crate::ops::kafka::TopicIdLookup::Found(now) if now != known => {
             Err(crate::identity::IdentityError::TopicReplaced {
                 topic: topic.to_string(),
                 was: known.to_string(),
@@ -285,7 +283,7 @@ fn checkpoint_and_commit(
     timer.observe_duration();
     match result {
         Ok(()) => {
-            crate::failpoint::hit("after-kafka-commit");
+            crate::ops::failpoint::hit("after-kafka-commit");
             pipeline.committed(&points);
             Ok(true)
         }
@@ -350,12 +348,12 @@ fn session(
     info!(path = %cfg.campaigns.display(), campaigns = table.len(), sha256 = %table.checksum, "campaign table loaded");
     // The broker, the topic and its ID first: nothing is created on disk for a run that
     // cannot reach them.
-    let probe: BaseConsumer<crate::kafka::QuietEof> = cfg
+    let probe: BaseConsumer<crate::ops::kafka::QuietEof> = cfg
         .kafka
         .client_config()
-        .create_with_context(crate::kafka::QuietEof)?;
+        .create_with_context(crate::ops::kafka::QuietEof)?;
     wait_for_topic(probe.client(), &cfg.kafka)?;
-    let topic_id = crate::kafka::current_topic_id(probe.client(), &cfg.kafka)?;
+    let topic_id = crate::ops::kafka::current_topic_id(probe.client(), &cfg.kafka)?;
     drop(probe);
     info!(topic = %cfg.kafka.topic, topic_id = topic_id.as_deref().unwrap_or("-"), "topic found");
     let identity = Pipeline::identity(&cfg, &table, topic_id.clone());
@@ -374,7 +372,7 @@ fn session(
         }
         // Before anything lands: the directory holds this topic's output under these settings,
         // or none yet.
-        crate::sink::marker::claim(dir, &identity, !cfg.unsafe_no_durability)
+        crate::consume::sink::marker::claim(dir, &identity, !cfg.unsafe_no_durability)
             .map_err(PipelineError::from)?;
     }
     metrics::consumer().init_campaigns(&table);
@@ -426,7 +424,7 @@ fn session(
     consumer.subscribe(&[&topic])?;
     info!(topic = %topic, group = %cfg.group, "consuming");
 
-    let mut noisy = crate::kafka::Repeats::new();
+    let mut noisy = crate::ops::kafka::Repeats::new();
     let mut last_size = Instant::now() - Duration::from_secs(5);
     let mut stopped_by_signal = false;
     let mut last_tick = Instant::now();
@@ -508,7 +506,7 @@ fn session(
                     return false;
                 };
                 let ends = &consumer.context().ends;
-                match crate::kafka::stable_end(&consumer, &topic, *p, ends, st.position) {
+                match crate::ops::kafka::stable_end(&consumer, &topic, *p, ends, st.position) {
                     Some(at) => {
                         at_end.push((*p, at));
                         false
@@ -529,7 +527,7 @@ fn session(
             if pipeline.plan_idle_closes(now, wall_ms) {
                 if checkpoint_and_commit(&mut pipeline, &consumer, None, true)? {
                     pipeline.close_idle()?;
-                    crate::failpoint::hit("after-idle-close");
+                    crate::ops::failpoint::hit("after-idle-close");
                     checkpoint_and_commit(&mut pipeline, &consumer, None, false)?;
                 } else {
                     pipeline.cancel_idle();

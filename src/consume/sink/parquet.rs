@@ -14,9 +14,9 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 use super::RejectRecord;
-use crate::enrich::CampaignTable;
+use crate::consume::enrich::CampaignTable;
+use crate::consume::window::ClosedWindow;
 use crate::identity::{keys, Identity};
-use crate::window::ClosedWindow;
 
 /// Durations are seconds with millisecond precision: exact, so files re-aggregate exactly.
 pub const DURATION_TYPE: DataType = DataType::Decimal128(18, 3);

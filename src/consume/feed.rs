@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 
 use rdkafka::message::{BorrowedMessage, Message};
 
-use crate::pipeline::{Pipeline, PipelineError, Record};
+use crate::consume::pipeline::{Pipeline, PipelineError, Record};
 
 /// Records per batch: large enough that the hand-off costs little per record, small enough
 /// that a drain waits for little.
@@ -221,7 +221,7 @@ impl Drop for Feed {
 fn process(pipeline: &Mutex<Pipeline>, batch: &Batch) -> Result<(), PipelineError> {
     let run = std::panic::AssertUnwindSafe(|| {
         let mut pipeline = lock(pipeline);
-        crate::failpoint::panic_at("worker-panic");
+        crate::ops::failpoint::panic_at("worker-panic");
         batch.records().try_for_each(|r| pipeline.handle(r))
     });
     std::panic::catch_unwind(run).unwrap_or_else(|panic| {

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tracing::{error, warn};
 
+use crate::consume::sink::RejectRecord;
+use crate::consume::window::{IdleMark, PartitionWindows, Progress};
 use crate::identity::Identity;
-use crate::sink::RejectRecord;
-use crate::window::{IdleMark, PartitionWindows, Progress};
 
 /// Where a replay must start, and the partition's progress just before that offset. This is
 /// what the Kafka commit carries (offset, plus metadata).
@@ -356,9 +356,9 @@ impl StateStore {
             source,
         };
         self.db.apply_batch(batch).map_err(sled_err)?;
-        crate::failpoint::hit("after-sled-batch");
+        crate::ops::failpoint::hit("after-sled-batch");
         self.db.flush().map_err(sled_err)?;
-        crate::failpoint::hit("after-sled-flush");
+        crate::ops::failpoint::hit("after-sled-flush");
         Ok(())
     }
 
@@ -390,11 +390,11 @@ mod tests {
             topic: "t".into(),
             topic_id: topic_id.map(str::to_string),
             settings: crate::identity::Settings {
-                window: crate::window::WindowConfig {
+                window: crate::consume::window::WindowConfig {
                     size_ms: 60_000,
                     lateness_ms: 60_000,
                 },
-                limits: crate::decode::Limits {
+                limits: crate::consume::decode::Limits {
                     max_future_skew_ms: 300_000,
                     max_duration_ms: 86_400_000,
                 },
