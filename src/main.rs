@@ -204,7 +204,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                         .values()
                         .flatten()
                         .find_map(|(_, meta)| {
-                            landfall::consume::state::CommitPoint::parse_metadata(meta)
+                            landfall::consume::commit::CommitPoint::parse_metadata(meta)
                         })
                         .map(|m| m.settings)
                 }

@@ -235,6 +235,6 @@ fn process(pipeline: &Mutex<Pipeline>, batch: &Batch) -> Result<(), PipelineErro
     })
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -10,10 +10,13 @@
 //! [`pipeline`] holds the per-partition state and applies each stage to a record; [`source`]
 //! owns the Kafka consumer and its poll loop, which drives checkpoints and commits.
 
+pub mod commit;
 pub mod decode;
 pub mod enrich;
 mod feed;
+mod open;
 pub mod pipeline;
+pub mod reject;
 pub mod sink;
 pub mod source;
 pub mod state;

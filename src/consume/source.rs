@@ -1,25 +1,30 @@
 //! Source: the Kafka consumer (read_committed, no auto-commit), its assignments and
 //! rebalances, and the poll loop that feeds the pipeline and drives checkpoints and commits.
-//! The per-record work runs on a worker thread: see [`feed`].
+//!
+//! The rebalance callback only records what librdkafka reports; the poll loop carries it out
+//! right after the `poll` that delivered it: it drains the worker, recovers or commits, and
+//! only then assigns or gives the partitions back. The per-record work runs on a worker
+//! thread (see `feed`); everything that commits goes through `commit`.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
-use super::feed::Feed;
-use crate::consume::enrich::CampaignTable;
+use super::commit;
+use super::feed::{lock, Feed};
+use super::open;
 use crate::consume::pipeline::{ConsumeConfig, Pipeline, PipelineError, Totals};
-use crate::consume::sink::publish::{remove_stale_temps, STALE_TEMP_AGE};
-use crate::consume::state::StateStore;
-use crate::ops::kafka::wait_for_topic;
+use crate::ops::kafka::{stable_end, PartitionEnds, Repeats};
 use crate::ops::metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -48,115 +53,58 @@ pub enum ConsumeError {
     },
 }
 
-/// The consumer's context owns the pipeline, so rebalance callbacks (which run inside `poll`)
-/// can load state for new partitions and commit the ones being taken away.
+/// A rebalance as librdkafka reported it, for the poll loop to carry out.
+enum Rebalance {
+    Assign(TopicPartitionList),
+    /// `lost`: another member owns them already (this one was cut off past its session
+    /// timeout), so nothing may be committed for them.
+    Revoke {
+        tpl: TopicPartitionList,
+        lost: bool,
+    },
+}
+
+/// The consumer's context: what librdkafka's callbacks record, and nothing they act on.
 pub struct SourceContext {
-    pipeline: Arc<Mutex<Pipeline>>,
-    /// Records on their way to the pipeline worker.
-    feed: Feed,
-    /// The first fatal error raised inside a callback; the poll loop stops on it.
-    fatal: Mutex<Option<PipelineError>>,
+    rebalances: Mutex<Vec<Rebalance>>,
+    /// The poll loop is running and carries out what the callback records. When it is not
+    /// (the client is closing after the loop ended), a revoke is answered at once: there is
+    /// nothing left to commit, and librdkafka's close waits for the answer.
+    attended: AtomicBool,
     /// Each partition's end as the broker last reported it (the last stable offset, which is
     /// what a read_committed reader can reach), and where the fetcher stood at its last
     /// end-of-partition event, from librdkafka's statistics.
-    ends: crate::ops::kafka::PartitionEnds,
-    /// The topic's ID when the session started; a different one means it was recreated.
-    topic_id: Option<String>,
+    ends: PartitionEnds,
     topic: String,
     /// The group uses the incremental (cooperative) rebalance protocol.
     cooperative: bool,
 }
 
 impl SourceContext {
-    fn pipeline(&self) -> MutexGuard<'_, Pipeline> {
-        self.pipeline.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn fail(&self, e: PipelineError) {
-        error!(error = %e, "fatal error in a rebalance");
-        let mut f = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
-        f.get_or_insert(e);
-    }
-
-    fn assign(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        tpl: &mut TopicPartitionList,
-    ) -> Result<(), PipelineError> {
-        self.feed.drain()?;
-        let mut committed = None;
-        for attempt in 1..=10 {
-            match consumer.committed_offsets(tpl.clone(), Timeout::After(Duration::from_secs(10))) {
-                Ok(c) => {
-                    committed = Some(c);
-                    break;
-                }
-                Err(e) => {
-                    warn!(error = %e, attempt, "fetching committed offsets failed; retrying");
-                    std::thread::sleep(Duration::from_millis(500 * attempt));
-                }
-            }
+    pub(super) fn new(topic: String, cooperative: bool) -> Self {
+        SourceContext {
+            rebalances: Mutex::new(Vec::new()),
+            attended: AtomicBool::new(false),
+            ends: PartitionEnds::default(),
+            topic,
+            cooperative,
         }
-        let committed = committed.ok_or_else(|| {
-            PipelineError::Recovery(
-                "could not fetch the group's committed offsets from Kafka".into(),
-            )
-        })?;
-        // A topic deleted and created again under a running consumer comes back as a new
-        // assignment: its records must not continue the old topic's output.
-        check_topic_id(consumer.client(), &self.topic, self.topic_id.as_deref())?;
-        let mut pipeline = self.pipeline();
-        for elem in committed.elements() {
-            let kafka_commit = match elem.offset() {
-                Offset::Offset(o) => Some((o, elem.metadata().to_string())),
-                _ => None,
-            };
-            let st = pipeline.recover(elem.partition(), kafka_commit)?;
-            let start = if st.position >= 0 {
-                Offset::Offset(st.position)
-            } else {
-                Offset::Beginning
-            };
-            tpl.set_partition_offset(elem.topic(), elem.partition(), start)
-                .map_err(|e| PipelineError::Recovery(e.to_string()))?;
-            self.ends.forget(elem.partition());
-            pipeline.parts.insert(elem.partition(), st);
-        }
-        info!(partitions = ?pipeline.parts.keys().collect::<Vec<_>>(), "partitions assigned");
-        Ok(())
     }
 
-    fn revoke(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        tpl: &TopicPartitionList,
-    ) -> Result<(), PipelineError> {
-        let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-        // Everything polled from these partitions is processed before they are checkpointed.
-        self.feed.drain()?;
-        let mut pipeline = self.pipeline();
-        let lost = consumer.assignment_lost();
-        let result = if lost {
-            // Another member owns them now (this one was cut off past its session timeout);
-            // a commit would be refused, and the new owner replays from the last one.
-            warn!(partitions = ?partitions, "assignment lost; not committing for these partitions");
-            Ok(())
+    fn take_rebalances(&self) -> Vec<Rebalance> {
+        std::mem::take(&mut *lock(&self.rebalances))
+    }
+
+    /// Hands partitions back to librdkafka (the end of a revoke).
+    fn unassign(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let unassigned = if self.cooperative {
+            consumer.incremental_unassign(tpl)
         } else {
-            match checkpoint_and_commit(&mut pipeline, consumer, Some(&partitions), false) {
-                Err(PipelineError::Commit(e)) => {
-                    warn!(error = %e, partitions = ?partitions, "commit on revoke failed; the next owner replays from the last commit");
-                    Ok(())
-                }
-                other => other.map(|_| ()),
-            }
+            consumer.unassign()
         };
-        for p in &partitions {
-            pipeline.parts.remove(p);
-            self.ends.forget(*p);
-            metrics::consumer().release_partition(*p);
+        if let Err(e) = unassigned {
+            warn!(error = %e, "unassign failed");
         }
-        info!(partitions = ?partitions, lost, "partitions revoked");
-        result
     }
 }
 
@@ -180,44 +128,28 @@ impl ConsumerContext for SourceContext {
         // With cooperative-sticky (the default) a rebalance only hands over the partitions
         // that move: the lists are increments, and partitions that stay keep their state and
         // keep flowing. With the eager protocol every partition is revoked and reassigned.
-        // (Taken from the configuration: librdkafka's rd_kafka_rebalance_protocol() can hang
-        // when called from this callback while the consumer closes, librdkafka#4041.)
-        let cooperative = self.cooperative;
+        // (The protocol is taken from the configuration: librdkafka's
+        // rd_kafka_rebalance_protocol() can hang when called from this callback while the
+        // consumer closes, librdkafka#4041.)
+        let attended = self.attended.load(Ordering::SeqCst);
         match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS if attended => {
+                lock(&self.rebalances).push(Rebalance::Assign(tpl.clone()));
+            }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                if let Err(e) = self.assign(consumer, tpl) {
-                    self.fail(e);
-                    return;
-                }
-                let assigned = if cooperative {
-                    consumer.incremental_assign(tpl)
-                } else {
-                    consumer.assign(tpl)
-                };
-                if let Err(e) = assigned {
-                    self.fail(PipelineError::Recovery(format!(
-                        "assigning partitions: {e}"
-                    )));
-                    return;
-                }
-                metrics::consumer().process.set_ready(true);
+                warn!("partitions assigned while the consumer closes; not taken");
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 metrics::consumer().process.set_ready(false);
-                if let Err(e) = self.revoke(consumer, tpl) {
-                    self.fail(e);
-                }
-                let unassigned = if cooperative {
-                    consumer.incremental_unassign(tpl)
+                if attended {
+                    let lost = consumer.assignment_lost();
+                    lock(&self.rebalances).push(Rebalance::Revoke {
+                        tpl: tpl.clone(),
+                        lost,
+                    });
                 } else {
-                    consumer.unassign()
-                };
-                if let Err(e) = unassigned {
-                    warn!(error = %e, "unassign failed");
+                    self.unassign(consumer, tpl);
                 }
-                // The partitions that stay keep flowing; an eager revoke is followed by an
-                // assignment, which sets it again.
-                metrics::consumer().process.set_ready(cooperative);
             }
             other => warn!(error = ?other, "unexpected rebalance event"),
         }
@@ -249,50 +181,8 @@ fn check_topic_id<C: ClientContext>(
 
 /// How often the poll loop checks that the topic is still the one it started with.
 const TOPIC_ID_CHECK: Duration = Duration::from_secs(1);
-
-/// Checkpoints to sled, then commits the resulting offsets (with metadata) to Kafka; with
-/// `force`, also when they did not change, so the broker confirms that this instance still
-/// belongs to the group's current generation. Returns whether the commit went through (or
-/// was not needed).
-fn checkpoint_and_commit(
-    pipeline: &mut Pipeline,
-    consumer: &BaseConsumer<SourceContext>,
-    only: Option<&[i32]>,
-    force: bool,
-) -> Result<bool, PipelineError> {
-    let points = pipeline.checkpoint(only)?;
-    if points.is_empty() || pipeline.cfg.unsafe_no_durability {
-        return Ok(true);
-    }
-    let unchanged = points
-        .iter()
-        .all(|(p, c)| pipeline.parts.get(p).and_then(|s| s.committed.as_ref()) == Some(c));
-    if unchanged && !force {
-        return Ok(true);
-    }
-    let mut tpl = TopicPartitionList::new();
-    for (p, c) in &points {
-        tpl.add_partition_offset(&pipeline.cfg.kafka.topic, *p, Offset::Offset(c.offset))
-            .map_err(PipelineError::Commit)?;
-        if let Some(mut elem) = tpl.find_partition(&pipeline.cfg.kafka.topic, *p) {
-            elem.set_metadata(pipeline.commit_metadata(*p, c));
-        }
-    }
-    let timer = metrics::consumer().commit.start_timer();
-    let result = consumer.commit(&tpl, CommitMode::Sync);
-    timer.observe_duration();
-    match result {
-        Ok(()) => {
-            crate::ops::failpoint::hit("after-kafka-commit");
-            pipeline.committed(&points);
-            Ok(true)
-        }
-        // Nothing is lost by a failed commit: the files and the state store are durable, and
-        // Kafka keeps the previous commit, from which a restart replays. So it is retried at
-        // the next checkpoint, for a while.
-        Err(e) => pipeline.commit_failed(e).map(|()| false),
-    }
-}
+/// How often the poll loop drains the worker and decides (checkpoint, commit, idle close).
+const TICK: Duration = Duration::from_millis(200);
 
 /// How a consume run ended.
 #[derive(Debug, Clone)]
@@ -313,7 +203,7 @@ pub fn run(
     let mut restarts = 0;
     loop {
         let session_started = Instant::now();
-        let result = session(&cfg, shutdown, started);
+        let result = Session::open(&cfg).and_then(|s| s.run(shutdown, started));
         metrics::consumer().process.set_ready(false);
         match result {
             // librdkafka gives up on a client for good after some errors; a static member
@@ -338,128 +228,307 @@ pub fn run(
 const MAX_CLIENT_RESTARTS: u32 = 5;
 
 /// One Kafka client's life: recovery, the poll loop, the final commit.
-fn session(
-    cfg: &ConsumeConfig,
-    shutdown: &CancellationToken,
-    started: Instant,
-) -> Result<ConsumeSummary, ConsumeError> {
-    let cfg = cfg.clone();
-    let table = Arc::new(CampaignTable::load(&cfg.campaigns)?);
-    info!(path = %cfg.campaigns.display(), campaigns = table.len(), sha256 = %table.checksum, "campaign table loaded");
-    // The broker, the topic and its ID first: nothing is created on disk for a run that
-    // cannot reach them.
-    let probe: BaseConsumer<crate::ops::kafka::QuietEof> = cfg
-        .kafka
-        .client_config()
-        .create_with_context(crate::ops::kafka::QuietEof)?;
-    wait_for_topic(probe.client(), &cfg.kafka)?;
-    let topic_id = crate::ops::kafka::current_topic_id(probe.client(), &cfg.kafka)?;
-    drop(probe);
-    info!(topic = %cfg.kafka.topic, topic_id = topic_id.as_deref().unwrap_or("-"), "topic found");
-    let identity = Pipeline::identity(&cfg, &table, topic_id.clone());
-    for dir in [&cfg.output_dir, &cfg.rejects_dir] {
-        std::fs::create_dir_all(dir).map_err(|source| ConsumeError::Output {
-            path: dir.clone(),
-            source,
-        })?;
-        let removed =
-            remove_stale_temps(dir, STALE_TEMP_AGE).map_err(|source| ConsumeError::Output {
-                path: dir.clone(),
-                source,
-            })?;
-        if removed > 0 {
-            info!(dir = %dir.display(), removed, "removed temporary files left by an earlier crash");
-        }
-        // Before anything lands: the directory holds this topic's output under these settings,
-        // or none yet.
-        crate::consume::sink::marker::claim(dir, &identity, !cfg.unsafe_no_durability)
-            .map_err(PipelineError::from)?;
-    }
-    metrics::consumer().init_campaigns(&table);
-    let store = StateStore::open(&cfg.state_dir)?;
-    let topic = cfg.kafka.topic.clone();
-    let pipeline = Arc::new(Mutex::new(Pipeline::new(
-        cfg.clone(),
-        table,
-        store,
-        identity,
-    )));
-    let context = SourceContext {
-        feed: Feed::start(pipeline.clone()).map_err(ConsumeError::Worker)?,
-        pipeline,
-        fatal: Mutex::new(None),
-        ends: Default::default(),
-        topic_id: topic_id.clone(),
-        topic: topic.clone(),
-        cooperative: cfg.assignment_strategy == crate::cli::AssignmentStrategy::CooperativeSticky,
-    };
-    let mut client = cfg.kafka.client_config();
-    if let Some(id) = &cfg.instance_id {
-        client.set("group.instance.id", id);
-    }
-    let consumer: BaseConsumer<SourceContext> = client
-        .set("group.id", &cfg.group)
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "true")
-        // A committed offset that the log no longer has is an error, never a silent reset.
-        .set("auto.offset.reset", "error")
-        .set("session.timeout.ms", "10000")
-        .set(
-            "partition.assignment.strategy",
-            cfg.assignment_strategy.as_str(),
-        )
-        .set("fetch.wait.max.ms", "100")
-        // Partitions added to the topic are found within seconds, not librdkafka's default
-        // five minutes; a metadata request every 5 s costs the broker next to nothing.
-        .set("topic.metadata.refresh.interval.ms", "5000")
-        // Partition ends for the lag metric come with these statistics.
-        .set("statistics.interval.ms", "1000")
-        // When the pre-fetch queue is full, librdkafka stops fetching for this long (1 s by
-        // default), which left the pipeline idle for most of every second.
-        .set("fetch.queue.backoff.ms", "5")
-        .create_with_context(context)?;
-    wait_for_topic(consumer.client(), &cfg.kafka)?;
-    consumer.subscribe(&[&topic])?;
-    info!(topic = %topic, group = %cfg.group, "consuming");
+struct Session {
+    consumer: BaseConsumer<SourceContext>,
+    pipeline: Arc<Mutex<Pipeline>>,
+    /// Records on their way to the pipeline worker.
+    feed: Feed,
+    /// The topic's ID when the session started; a different one means it was recreated.
+    topic_id: Option<String>,
+    exit_on_idle: bool,
+    notes: PollNotes,
+    last_tick: Instant,
+    last_id_check: Instant,
+    last_size: Instant,
+}
 
-    let mut noisy = crate::ops::kafka::Repeats::new();
-    let mut last_size = Instant::now() - Duration::from_secs(5);
-    let mut stopped_by_signal = false;
-    let mut last_tick = Instant::now();
-    let mut last_id_check = Instant::now();
-    // Partitions that reported their end but may still have a transaction's records to come.
-    let mut eof_pending = std::collections::BTreeSet::new();
-    loop {
-        if shutdown.is_cancelled() {
-            stopped_by_signal = true;
-            break;
-        }
-        let polled = consumer.poll(Duration::from_millis(100));
-        let idle_poll = polled.is_none();
-        if let Some(e) = consumer
+impl Drop for Session {
+    fn drop(&mut self) {
+        // From here on nobody carries out what the callback records: librdkafka's close
+        // must get its answer from the callback itself.
+        self.consumer
             .context()
-            .fatal
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            return Err(e.into());
+            .attended
+            .store(false, Ordering::SeqCst);
+    }
+}
+
+impl Session {
+    fn open(cfg: &ConsumeConfig) -> Result<Session, ConsumeError> {
+        let parts = open::open(cfg)?;
+        // The callbacks run inside `poll`, which only this session calls, from here on.
+        let ctx = parts.consumer.context();
+        ctx.attended.store(true, Ordering::SeqCst);
+        let now = Instant::now();
+        Ok(Session {
+            consumer: parts.consumer,
+            pipeline: parts.pipeline,
+            feed: parts.feed,
+            topic_id: parts.topic_id,
+            exit_on_idle: cfg.exit_on_idle,
+            notes: PollNotes {
+                eof_pending: BTreeSet::new(),
+                noisy: Repeats::new(),
+            },
+            last_tick: now,
+            last_id_check: now,
+            last_size: now - Duration::from_secs(5),
+        })
+    }
+
+    fn topic(&self) -> &str {
+        &self.consumer.context().topic
+    }
+
+    fn run(
+        mut self,
+        shutdown: &CancellationToken,
+        started: Instant,
+    ) -> Result<ConsumeSummary, ConsumeError> {
+        let mut stopped_by_signal = false;
+        loop {
+            if shutdown.is_cancelled() {
+                stopped_by_signal = true;
+                break;
+            }
+            let polled = self.consumer.poll(Duration::from_millis(100));
+            let idle_poll = polled.is_none();
+            let batch_sent = match polled {
+                Some(polled) => {
+                    let topic_id = self.topic_id.as_deref();
+                    self.notes
+                        .take(&self.consumer, &self.feed, topic_id, polled)?
+                }
+                None => false,
+            };
+            self.carry_out_rebalances()?;
+            if !(idle_poll || batch_sent || !self.notes.eof_pending.is_empty()) {
+                continue;
+            }
+            let now = Instant::now();
+            if (idle_poll || now.duration_since(self.last_tick) >= TICK) && self.tick(now)? {
+                break;
+            }
         }
-        let feed = &consumer.context().feed;
-        // The clock is read once per batch, not once per record.
-        let mut batch_sent = false;
+        let totals = {
+            self.feed.drain()?;
+            let mut pipeline = lock(&self.pipeline);
+            commit::checkpoint_and_commit(&mut pipeline, &self.consumer, None, false)?;
+            pipeline.totals().clone()
+        };
+        self.leave_group();
+        Ok(ConsumeSummary {
+            totals,
+            elapsed: started.elapsed(),
+            stopped_by_signal,
+        })
+    }
+
+    /// The periodic decisions, once the worker has processed everything polled: caught-up
+    /// partitions, idle closes, gauges, checkpoint and commit. Returns whether the run is done
+    /// (`--exit-on-idle` and everything landed and committed).
+    fn tick(&mut self, now: Instant) -> Result<bool, ConsumeError> {
+        self.last_tick = now;
+        // From here on the pipeline has seen every record polled so far.
+        self.feed.drain()?;
+        // Before anything below commits: the topic is still the one this run started on.
+        if now.duration_since(self.last_id_check) >= TOPIC_ID_CHECK {
+            self.last_id_check = now;
+            check_topic_id(
+                self.consumer.client(),
+                self.topic(),
+                self.topic_id.as_deref(),
+            )?;
+        }
+        let consumer = &self.consumer;
+        let mut pipeline = lock(&self.pipeline);
+        let mut at_end = Vec::new();
+        self.notes.eof_pending.retain(|p| {
+            let Some(position) = pipeline.position(*p) else {
+                return false;
+            };
+            let ends = &consumer.context().ends;
+            match stable_end(consumer, &consumer.context().topic, *p, ends, position) {
+                Some(at) => {
+                    at_end.push((*p, at));
+                    false
+                }
+                None => true,
+            }
+        });
+        for (p, at) in at_end {
+            pipeline.caught_up(p, at, now)?;
+        }
+        let wall_ms = chrono::Utc::now().timestamp_millis();
+        commit::close_idle_fenced(&mut pipeline, consumer, now, wall_ms)?;
+        update_lag(consumer, &pipeline);
+        pipeline.update_gauges(wall_ms);
+        if now.duration_since(self.last_size) >= Duration::from_secs(5) {
+            self.last_size = now;
+            metrics::consumer()
+                .state_size
+                .set(pipeline.state_size() as i64);
+        }
+        if pipeline.checkpoint_due(now) {
+            commit::checkpoint_and_commit(&mut pipeline, consumer, None, false)?;
+        }
+        if self.exit_on_idle && pipeline.all_idle() {
+            commit::checkpoint_and_commit(&mut pipeline, consumer, None, false)?;
+            info!("every partition is caught up and its windows have landed; exiting");
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Carries out the rebalances the callback recorded during the last poll, in order.
+    fn carry_out_rebalances(&mut self) -> Result<(), PipelineError> {
+        for rebalance in self.consumer.context().take_rebalances() {
+            match rebalance {
+                Rebalance::Assign(mut tpl) => self.assign(&mut tpl)?,
+                Rebalance::Revoke { tpl, lost } => self.revoke(&tpl, lost)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Recovers newly assigned partitions (from Kafka's commit and the state store), then
+    /// assigns them at their restart offsets.
+    fn assign(&mut self, tpl: &mut TopicPartitionList) -> Result<(), PipelineError> {
+        self.feed.drain()?;
+        let committed = self.committed_offsets(tpl)?;
+        // A topic deleted and created again under a running consumer comes back as a new
+        // assignment: its records must not continue the old topic's output.
+        check_topic_id(
+            self.consumer.client(),
+            self.topic(),
+            self.topic_id.as_deref(),
+        )?;
+        let ctx = self.consumer.context();
+        let mut pipeline = lock(&self.pipeline);
+        for elem in committed.elements() {
+            let kafka_commit = match elem.offset() {
+                Offset::Offset(o) => Some((o, elem.metadata().to_string())),
+                _ => None,
+            };
+            let st = pipeline.recover(elem.partition(), kafka_commit)?;
+            let start = if st.position >= 0 {
+                Offset::Offset(st.position)
+            } else {
+                Offset::Beginning
+            };
+            tpl.set_partition_offset(elem.topic(), elem.partition(), start)
+                .map_err(|e| PipelineError::Recovery(e.to_string()))?;
+            ctx.ends.forget(elem.partition());
+            pipeline.assign(elem.partition(), st);
+        }
+        info!(partitions = ?pipeline.partitions(), "partitions assigned");
+        let assigned = if ctx.cooperative {
+            self.consumer.incremental_assign(tpl)
+        } else {
+            self.consumer.assign(tpl)
+        };
+        assigned.map_err(|e| PipelineError::Recovery(format!("assigning partitions: {e}")))?;
+        metrics::consumer().process.set_ready(true);
+        Ok(())
+    }
+
+    /// The group's committed offsets for `tpl`, retried for a while: the coordinator may be
+    /// moving while the group rebalances.
+    fn committed_offsets(
+        &self,
+        tpl: &TopicPartitionList,
+    ) -> Result<TopicPartitionList, PipelineError> {
+        for attempt in 1..=10 {
+            let timeout = Timeout::After(Duration::from_secs(10));
+            match self.consumer.committed_offsets(tpl.clone(), timeout) {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    warn!(error = %e, attempt, "fetching committed offsets failed; retrying");
+                    std::thread::sleep(Duration::from_millis(500 * attempt));
+                }
+            }
+        }
+        Err(PipelineError::Recovery(
+            "could not fetch the group's committed offsets from Kafka".into(),
+        ))
+    }
+
+    /// Checkpoints and commits what was processed of revoked partitions (see
+    /// `commit::on_revoke`), lets go of them, then hands them back to librdkafka.
+    fn revoke(&mut self, tpl: &TopicPartitionList, lost: bool) -> Result<(), PipelineError> {
+        let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        // Everything polled from these partitions is processed before they are checkpointed.
+        let drained = self.feed.drain();
+        let ctx = self.consumer.context();
+        let result = drained.and_then(|()| {
+            let mut pipeline = lock(&self.pipeline);
+            commit::on_revoke(&mut pipeline, &self.consumer, &partitions, lost)
+        });
+        {
+            let mut pipeline = lock(&self.pipeline);
+            for p in &partitions {
+                pipeline.release(*p);
+                ctx.ends.forget(*p);
+                metrics::consumer().release_partition(*p);
+            }
+        }
+        info!(partitions = ?partitions, lost, "partitions revoked");
+        ctx.unassign(&self.consumer, tpl);
+        // The partitions that stay keep flowing; an eager revoke is followed by an
+        // assignment, which sets it again.
+        metrics::consumer().process.set_ready(ctx.cooperative);
+        result
+    }
+
+    /// Leaves the group before the client is closed: unsubscribes, then polls (carrying out
+    /// the revoke) until nothing is assigned. librdkafka 2.12 can hang in close when a
+    /// cooperative rebalance is under way (librdkafka#4527); with no assignment left, close
+    /// has nothing to wait for. Records polled meanwhile are dropped: nothing was committed
+    /// for them.
+    fn leave_group(&mut self) {
+        self.consumer.unsubscribe();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            let _ = self.consumer.poll(Duration::from_millis(50));
+            // The run's result is settled by now: a revoke that fails here is only logged.
+            if let Err(e) = self.carry_out_rebalances() {
+                warn!(error = %e, "giving partitions back while leaving the group");
+            }
+            if self.consumer.assignment().is_ok_and(|a| a.count() == 0) {
+                return;
+            }
+        }
+        warn!("partitions still assigned 15 s after leaving the group; closing anyway");
+    }
+}
+
+/// What the poll loop notes between ticks.
+struct PollNotes {
+    /// Partitions that reported their end but may still have a transaction's records to come.
+    eof_pending: BTreeSet<i32>,
+    noisy: Repeats,
+}
+
+impl PollNotes {
+    /// Takes what one poll returned: a record goes to the worker, an end-of-partition event
+    /// is noted. Returns whether a full batch was handed over.
+    fn take(
+        &mut self,
+        consumer: &BaseConsumer<SourceContext>,
+        feed: &Feed,
+        topic_id: Option<&str>,
+        polled: Result<BorrowedMessage<'_>, KafkaError>,
+    ) -> Result<bool, ConsumeError> {
         match polled {
-            None => {}
-            Some(Ok(m)) => {
-                eof_pending.remove(&m.partition());
-                batch_sent = feed.push(&m)?;
+            Ok(m) => {
+                self.eof_pending.remove(&m.partition());
+                Ok(feed.push(&m)?)
             }
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                eof_pending.insert(p);
+            Err(KafkaError::PartitionEOF(p)) => {
+                self.eof_pending.insert(p);
+                Ok(false)
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 if matches!(
                     e.rdkafka_error_code(),
                     Some(RDKafkaErrorCode::AutoOffsetReset)
@@ -467,8 +536,8 @@ fn session(
                 ) {
                     // A topic deleted and created again starts its offsets over: that is not
                     // retention, and the error says which it was.
-                    let ctx = consumer.context();
-                    check_topic_id(consumer.client(), &topic, ctx.topic_id.as_deref())?;
+                    let topic = &consumer.context().topic;
+                    check_topic_id(consumer.client(), topic, topic_id)?;
                     return Err(PipelineError::Recovery(format!(
                         "the committed offset is no longer in the log ({e}); the records between it \
                          and the log start were deleted by retention before they landed. Landfall \
@@ -480,121 +549,29 @@ fn session(
                 if let Some((_, reason)) = consumer.client().fatal_error() {
                     return Err(ConsumeError::KafkaFatal(reason));
                 }
-                if let Some(repeated) = noisy.admit(&e.to_string()) {
+                if let Some(repeated) = self.noisy.admit(&e.to_string()) {
                     warn!(error = %e, repeated, "consumer error; continuing");
                 }
-            }
-        }
-        if !(idle_poll || batch_sent || !eof_pending.is_empty()) {
-            continue;
-        }
-        let now = Instant::now();
-        if idle_poll || now.duration_since(last_tick) >= Duration::from_millis(200) {
-            last_tick = now;
-            // From here on the pipeline has seen every record polled so far.
-            feed.drain()?;
-            // Before anything below commits: the topic is still the one this run started on.
-            if now.duration_since(last_id_check) >= TOPIC_ID_CHECK {
-                last_id_check = now;
-                let id = consumer.context().topic_id.as_deref();
-                check_topic_id(consumer.client(), &topic, id)?;
-            }
-            let mut pipeline = consumer.context().pipeline();
-            let mut at_end = Vec::new();
-            eof_pending.retain(|p| {
-                let Some(st) = pipeline.parts.get(p) else {
-                    return false;
-                };
-                let ends = &consumer.context().ends;
-                match crate::ops::kafka::stable_end(&consumer, &topic, *p, ends, st.position) {
-                    Some(at) => {
-                        at_end.push((*p, at));
-                        false
-                    }
-                    None => true,
-                }
-            });
-            for (p, at) in at_end {
-                pipeline.caught_up(p, at, now)?;
-            }
-            let wall_ms = chrono::Utc::now().timestamp_millis();
-            // An idle close is the one decision the log does not make (the wall clock does).
-            // So it is planned first and recorded as an idle mark in the replay point; a
-            // forced commit then makes the mark durable in Kafka and proves that this instance
-            // still owns its partitions (the broker refuses a zombie's stale generation). Only
-            // then does it land anything. A replay, here or in another instance, repeats the
-            // close from the mark.
-            if pipeline.plan_idle_closes(now, wall_ms) {
-                if checkpoint_and_commit(&mut pipeline, &consumer, None, true)? {
-                    pipeline.close_idle()?;
-                    crate::ops::failpoint::hit("after-idle-close");
-                    checkpoint_and_commit(&mut pipeline, &consumer, None, false)?;
-                } else {
-                    pipeline.cancel_idle();
-                }
-            }
-            update_lag(&consumer, &pipeline, &topic);
-            pipeline.update_gauges(wall_ms);
-            if now.duration_since(last_size) >= Duration::from_secs(5) {
-                last_size = now;
-                metrics::consumer()
-                    .state_size
-                    .set(pipeline.store.size_on_disk() as i64);
-            }
-            if pipeline.checkpoint_due(now) {
-                checkpoint_and_commit(&mut pipeline, &consumer, None, false)?;
-            }
-            if cfg.exit_on_idle && pipeline.all_idle() {
-                checkpoint_and_commit(&mut pipeline, &consumer, None, false)?;
-                info!("every partition is caught up and its windows have landed; exiting");
-                break;
+                Ok(false)
             }
         }
     }
-    let totals = {
-        consumer.context().feed.drain()?;
-        let mut pipeline = consumer.context().pipeline();
-        checkpoint_and_commit(&mut pipeline, &consumer, None, false)?;
-        pipeline.totals.clone()
-    };
-    leave_group(&consumer);
-    Ok(ConsumeSummary {
-        totals,
-        elapsed: started.elapsed(),
-        stopped_by_signal,
-    })
-}
-
-/// Leaves the group before the client is closed: unsubscribes, then polls until the revoke
-/// has run and nothing is assigned. librdkafka 2.12 can hang in close when a cooperative
-/// rebalance is under way (librdkafka#4527); with no assignment left, close has nothing to
-/// wait for. Records polled meanwhile are dropped: nothing was committed for them.
-fn leave_group(consumer: &BaseConsumer<SourceContext>) {
-    consumer.unsubscribe();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        let _ = consumer.poll(Duration::from_millis(50));
-        if consumer.assignment().is_ok_and(|a| a.count() == 0) {
-            return;
-        }
-    }
-    warn!("partitions still assigned 15 s after leaving the group; closing anyway");
 }
 
 /// Consumer lag per partition: the partition's end (from the broker, via statistics) minus
 /// the consumer's position.
-fn update_lag(consumer: &BaseConsumer<SourceContext>, pipeline: &Pipeline, topic: &str) {
+fn update_lag(consumer: &BaseConsumer<SourceContext>, pipeline: &Pipeline) {
     let Ok(positions) = consumer.position() else {
         return;
     };
-    let ends = &consumer.context().ends;
-    for (p, st) in &pipeline.parts {
-        let Some(end) = ends.end(*p) else { continue };
+    let ctx = consumer.context();
+    pipeline.update_lag(|p, position| {
+        let end = ctx.ends.end(p)?;
         let position = positions
-            .find_partition(topic, *p)
+            .find_partition(&ctx.topic, p)
             .and_then(|e| e.offset().to_raw())
             .filter(|o| *o >= 0)
-            .unwrap_or(st.position.max(0));
-        st.metrics.lag.set((end - position).max(0));
-    }
+            .unwrap_or(position.max(0));
+        Some((end - position).max(0))
+    });
 }

@@ -171,7 +171,7 @@ impl<'a> Audit<'a> {
     pub(super) fn check_commits(&mut self, committed: &BTreeMap<i32, Option<(i64, String)>>) {
         for (&p, c) in committed {
             let Some((offset, meta)) = c else { continue };
-            let Some(m) = crate::consume::state::CommitPoint::parse_metadata(meta) else {
+            let Some(m) = crate::consume::commit::CommitPoint::parse_metadata(meta) else {
                 continue;
             };
             let mut footer = crate::readback::Footer::default();

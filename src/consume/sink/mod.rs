@@ -13,40 +13,10 @@ pub use self::parquet::{encode_rejects, encode_window, rejects_schema, window_sc
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
-use crate::consume::decode::RejectReason;
 use crate::consume::enrich::CampaignTable;
+use crate::consume::reject::RejectRecord;
 use crate::consume::window::ClosedWindow;
 use crate::identity::{Expected, FileKind, Identity, Mismatch};
-
-/// A record bound for the rejects dataset.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RejectRecord {
-    pub offset: i64,
-    #[serde(with = "reason_label")]
-    pub reason: RejectReason,
-    pub detail: String,
-    pub event_ms: Option<i64>,
-    pub lateness_ms: Option<i64>,
-    pub record_ts_ms: Option<i64>,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-}
-
-mod reason_label {
-    use super::RejectReason;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(r: &RejectReason, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(r.as_str())
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<RejectReason, D::Error> {
-        let s = String::deserialize(d)?;
-        RejectReason::parse(&s)
-            .ok_or_else(|| serde::de::Error::custom(format!("unknown reason {s}")))
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {

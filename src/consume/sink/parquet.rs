@@ -13,8 +13,8 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
-use super::RejectRecord;
 use crate::consume::enrich::CampaignTable;
+use crate::consume::reject::RejectRecord;
 use crate::consume::window::ClosedWindow;
 use crate::identity::{keys, Identity};
 

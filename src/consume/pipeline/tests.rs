@@ -1,0 +1,215 @@
+use super::*;
+use crate::readback::{parquet_files, read_reject_file};
+
+fn config(root: &std::path::Path) -> ConsumeConfig {
+    ConsumeConfig {
+        kafka: KafkaSettings {
+            brokers: "127.0.0.1:1".into(),
+            topic: "t".into(),
+            connect_timeout: Duration::from_secs(1),
+        },
+        group: "g".into(),
+        instance_id: None,
+        assignment_strategy: crate::cli::AssignmentStrategy::CooperativeSticky,
+        campaigns: root.join("campaigns.csv"),
+        output_dir: root.join("report"),
+        rejects_dir: root.join("rejects"),
+        state_dir: root.join("state"),
+        window: WindowConfig {
+            size_ms: 60_000,
+            lateness_ms: 60_000,
+        },
+        idle_timeout: Duration::from_secs(3600),
+        max_future_skew_ms: i64::MAX / 4,
+        max_duration_ms: 86_400_000,
+        accept_campaigns_change: false,
+        checkpoint_interval: Duration::from_secs(3600),
+        exit_on_idle: false,
+        unsafe_no_durability: false,
+        http_addr: None,
+    }
+}
+
+/// A pipeline over `root`'s directories, with partition 0 starting at `commit`.
+fn pipeline(root: &std::path::Path, store: &str, commit: Option<CommitPoint>) -> Pipeline {
+    let cfg = config(root);
+    for d in [&cfg.output_dir, &cfg.rejects_dir] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let table = CampaignTable::parse(
+        &cfg.campaigns,
+        b"network_id,campaign_id,campaign_name\n1,10,Campaign 10\n",
+    )
+    .unwrap();
+    let store = StateStore::open(&root.join(store)).unwrap();
+    let id = Pipeline::identity(&cfg, &table, Some("tid".into()));
+    let mut p = Pipeline::new(cfg.clone(), Arc::new(table), store, id);
+    let position = commit.as_ref().map_or(-1, |c| c.offset);
+    p.parts
+        .insert(0, PartitionState::fresh(0, cfg.window, commit, position));
+    p
+}
+
+/// Event ending `end_secs` after the epoch, or an invalid record.
+fn value(end_secs: Option<i64>) -> Vec<u8> {
+    match end_secs {
+        Some(e) => format!(
+            r#"{{"viewId":"v","startTimestamp":"{}","endTimestamp":"{}","bannerId":1,"campaignId":10}}"#,
+            crate::event::format_timestamp((e - 1) * 1000),
+            crate::event::format_timestamp(e * 1000)
+        )
+        .into_bytes(),
+        None => b"not json".to_vec(),
+    }
+}
+
+fn feed(p: &mut Pipeline, log: &[Vec<u8>], from: usize, to: usize) {
+    for (o, v) in log.iter().enumerate().take(to).skip(from) {
+        p.handle(Record {
+            partition: 0,
+            offset: o as i64,
+            key: None,
+            value: Some(v),
+            timestamp_ms: Some(0),
+        })
+        .unwrap();
+    }
+}
+
+/// Reject offsets with the file each is in; fails on a reject in two files.
+fn rejects(root: &std::path::Path) -> BTreeMap<i64, PathBuf> {
+    let mut out = BTreeMap::new();
+    for f in parquet_files(&root.join("rejects")).unwrap() {
+        for r in read_reject_file(&f).unwrap().rows {
+            if let Some(prev) = out.insert(r.offset, f.clone()) {
+                panic!(
+                    "reject at {} in {} and {}",
+                    r.offset,
+                    prev.display(),
+                    f.display()
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Window A has its only record before the commit point and closes after it; a reject
+/// lies between. The replay has no window A, yet must cut the rejects where the first run
+/// did, or the reject lands in a second file.
+#[test]
+fn a_replay_cuts_rejects_where_the_first_run_did() {
+    let log = vec![
+        value(Some(10)),  // 0: window [0, 60) opens
+        value(Some(70)),  // 1: window [60, 120) opens, watermark 10 s
+        value(Some(80)),  // 2
+        value(None),      // 3: a reject
+        value(Some(125)), // 4: watermark 65 s closes [0, 60): cut at 5
+        value(Some(185)), // 5: watermark 125 s closes [60, 120)
+    ];
+    let clean = tempfile::tempdir().unwrap();
+    let mut p = pipeline(clean.path(), "state", None);
+    feed(&mut p, &log, 0, log.len());
+    let want = rejects(clean.path());
+
+    let crashy = tempfile::tempdir().unwrap();
+    let mut first = pipeline(crashy.path(), "state-1", None);
+    feed(&mut first, &log, 0, 5);
+    let commit = first.checkpoint(None).unwrap()[0].1.clone();
+    assert_eq!(commit.offset, 1, "the oldest open window starts at 1");
+    drop(first); // the crash: the rest of the log is replayed from the commit
+    let mut replay = pipeline(crashy.path(), "state-2", Some(commit));
+    feed(&mut replay, &log, 1, log.len());
+    let got = rejects(crashy.path());
+    let names = |m: &BTreeMap<i64, PathBuf>| -> Vec<_> {
+        m.values()
+            .map(|p| p.file_name().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names(&got), names(&want));
+}
+
+/// Window files and their bytes, by name.
+fn windows(root: &std::path::Path) -> BTreeMap<std::ffi::OsString, Vec<u8>> {
+    parquet_files(&root.join("report"))
+        .unwrap()
+        .into_iter()
+        .map(|f| {
+            (
+                f.file_name().unwrap().to_owned(),
+                std::fs::read(&f).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Runs an idle close now, as the consumer does: plan (mark), checkpoint and commit,
+/// close. Returns the commit that carries the mark.
+fn idle_close(p: &mut Pipeline, wall_ms: i64) -> CommitPoint {
+    let t0 = Instant::now();
+    p.caught_up(0, p.parts[&0].position, t0).unwrap();
+    assert!(p.plan_idle_closes(t0 + p.cfg.idle_timeout, wall_ms));
+    let commit = p.checkpoint(None).unwrap()[0].1.clone();
+    p.close_idle().unwrap();
+    commit
+}
+
+/// An idle close lands window [0, 60) by the wall clock while [60, 120) stays open; then a
+/// record of [0, 60) arrives, which is late. A crash right after the landing leaves the
+/// commit from before it, at the open window. The replay must repeat the idle close from
+/// the mark in that commit, or it would count the late record into [0, 60), whose file
+/// already exists, and the record would land nowhere.
+#[test]
+fn a_replay_repeats_an_idle_close_from_its_mark() {
+    let log = vec![
+        value(Some(10)),  // 0: window [0, 60)
+        value(Some(70)),  // 1: window [60, 120); watermark 10 s; then the partition idles
+        value(Some(30)),  // 2: [0, 60) again: late after the idle close
+        value(Some(190)), // 3: watermark 130 s closes [60, 120)
+    ];
+    let wall_ms = 130_000; // the idle close moves the watermark to 70 s
+    let clean = tempfile::tempdir().unwrap();
+    let mut p = pipeline(clean.path(), "state", None);
+    feed(&mut p, &log, 0, 2);
+    idle_close(&mut p, wall_ms);
+    feed(&mut p, &log, 2, log.len());
+    let (want_windows, want_rejects) = (windows(clean.path()), rejects(clean.path()));
+    assert_eq!(want_windows.len(), 2);
+    assert!(want_rejects.contains_key(&2), "{want_rejects:?}");
+
+    // The crash comes right after the landing (the commit carrying the mark is the one
+    // made before it) or after the commit that follows the close.
+    for after_close in [false, true] {
+        let crashy = tempfile::tempdir().unwrap();
+        let mut first = pipeline(crashy.path(), "state-1", None);
+        feed(&mut first, &log, 0, 2);
+        let mut commit = idle_close(&mut first, wall_ms);
+        if after_close {
+            commit = first.checkpoint(None).unwrap()[0].1.clone();
+        }
+        let oldest_open = if after_close { 1 } else { 0 };
+        assert_eq!(commit.offset, oldest_open);
+        assert_eq!(
+            commit.progress.idle_marks,
+            vec![IdleMark {
+                at_offset: 2,
+                watermark_ms: 70_000
+            }]
+        );
+        let meta = commit.metadata(first.run_identity(), None);
+        assert_eq!(
+            CommitPoint::parse_metadata(&meta).map(|m| m.progress),
+            Some(commit.progress.clone()),
+            "{meta}"
+        );
+        drop(first);
+        let from = commit.offset as usize;
+        let mut replay = pipeline(crashy.path(), "state-2", Some(commit));
+        feed(&mut replay, &log, from, log.len());
+        assert_eq!(
+            rejects(crashy.path()).keys().collect::<Vec<_>>(),
+            want_rejects.keys().collect::<Vec<_>>()
+        );
+        assert_eq!(windows(crashy.path()), want_windows);
+    }
+}
