@@ -68,239 +68,255 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Produce(args) => {
-            let (cfg, topic) = config::produce_config(&args)?;
-            let stop = shutdown::install().context("installing signal handlers")?;
-            info!(
-                seed = cfg.generator.seed,
-                topic = %cfg.kafka.topic,
-                brokers = %cfg.kafka.brokers,
-                count = cfg.count,
-                "producer starting"
+        Command::Produce(args) => produce(args).await,
+        Command::Consume(args) => consume(args).await,
+        Command::Windows(args) => windows(args).await,
+        Command::Serve(args) => serve(args).await,
+        Command::Peek(args) => peek(args).await,
+        Command::Verify(args) => verify(args).await,
+        Command::Bench(BenchCommand::All(args)) => bench_all(args).await,
+        Command::Bench(BenchCommand::Consume(args)) => bench_consume(args).await,
+        Command::Bench(BenchCommand::Scale(args)) => bench_scale(args).await,
+        Command::Bench(BenchCommand::Produce(args)) => bench_produce(args).await,
+    }
+}
+
+async fn produce(args: landfall::cli::ProduceArgs) -> anyhow::Result<()> {
+    let (cfg, topic) = config::produce_config(&args)?;
+    let stop = shutdown::install().context("installing signal handlers")?;
+    info!(
+        seed = cfg.generator.seed,
+        topic = %cfg.kafka.topic,
+        brokers = %cfg.kafka.brokers,
+        count = cfg.count,
+        "producer starting"
+    );
+    if let Some(t) = topic {
+        kafka::create_topic(&cfg.kafka, t.partitions, t.replication).await?;
+    }
+    if let Some(addr) = cfg.http_addr {
+        metrics::serve(addr, &metrics::producer().process, None, stop.clone()).await?;
+    }
+    let seed = cfg.generator.seed;
+    let summary = tokio::task::spawn_blocking(move || producer::run(&cfg, &stop))
+        .await
+        .context("producer thread")??;
+    println!(
+        "produced {} records in {:.1} s (seed {seed}): committed {} records in {} transactions, \
+         aborted {} records in {} transactions, {} transactions retried",
+        summary.generated,
+        summary.elapsed.as_secs_f64(),
+        summary.committed_records,
+        summary.committed_txns,
+        summary.aborted_records,
+        summary.aborted_txns,
+        summary.retried_txns,
+    );
+    Ok(())
+}
+
+async fn consume(args: landfall::cli::ConsumeArgs) -> anyhow::Result<()> {
+    let cfg = config::consume_config(&args)?;
+    let stop = shutdown::install().context("installing signal handlers")?;
+    if let Some(addr) = cfg.http_addr {
+        let report = Some(cfg.output_dir.clone());
+        metrics::serve(addr, &metrics::consumer().process, report, stop.clone()).await?;
+    }
+    let (out, rejects) = (cfg.output_dir.clone(), cfg.rejects_dir.clone());
+    let summary = tokio::task::spawn_blocking(move || consume::run(cfg, &stop))
+        .await
+        .context("consumer thread")??;
+    let t = &summary.totals;
+    let rejected: u64 = t.rejects.values().sum();
+    println!(
+        "consumed {} records in {:.1} s: {} counted in windows ({} with an unknown campaign), \
+         {} rejected {:?}; {} window files landed ({} already there), {} reject files; \
+         report: {}, rejects: {}",
+        t.records,
+        summary.elapsed.as_secs_f64(),
+        t.counted,
+        t.unknown_campaign,
+        rejected,
+        t.rejects,
+        t.windows_landed,
+        t.windows_already_there,
+        t.reject_files_landed,
+        out.display(),
+        rejects.display()
+    );
+    Ok(())
+}
+
+async fn windows(args: landfall::cli::WindowsArgs) -> anyhow::Result<()> {
+    let q = config::windows_query(&args, chrono::Utc::now().timestamp_micros())?;
+    let dir = args.output_dir.clone();
+    let answer = tokio::task::spawn_blocking(move || query::query(&dir, &q))
+        .await
+        .context("reader thread")??;
+    if args.explain {
+        eprintln!("{}", answer.scan);
+    }
+    let dir = args.output_dir.display();
+    if answer.rows.is_empty() {
+        if answer.scan.files_listed == 0 && answer.scan.dirs_skipped == 0 {
+            eprintln!(
+                "no finalized window files under {dir} yet; run `landfall consume`, \
+                 or pass the right --output-dir"
             );
-            if let Some(t) = topic {
-                kafka::create_topic(&cfg.kafka, t.partitions, t.replication).await?;
-            }
-            if let Some(addr) = cfg.http_addr {
-                metrics::serve(addr, &metrics::producer().process, None, stop.clone()).await?;
-            }
-            let seed = cfg.generator.seed;
-            let summary = tokio::task::spawn_blocking(move || producer::run(&cfg, &stop))
-                .await
-                .context("producer thread")??;
-            println!(
-                "produced {} records in {:.1} s (seed {seed}): committed {} records in {} transactions, \
-                 aborted {} records in {} transactions, {} transactions retried",
-                summary.generated,
-                summary.elapsed.as_secs_f64(),
-                summary.committed_records,
-                summary.committed_txns,
-                summary.aborted_records,
-                summary.aborted_txns,
-                summary.retried_txns,
-            );
-            Ok(())
-        }
-        Command::Consume(args) => {
-            let cfg = config::consume_config(&args)?;
-            let stop = shutdown::install().context("installing signal handlers")?;
-            if let Some(addr) = cfg.http_addr {
-                let report = Some(cfg.output_dir.clone());
-                metrics::serve(addr, &metrics::consumer().process, report, stop.clone()).await?;
-            }
-            let (out, rejects) = (cfg.output_dir.clone(), cfg.rejects_dir.clone());
-            let summary = tokio::task::spawn_blocking(move || consume::run(cfg, &stop))
-                .await
-                .context("consumer thread")??;
-            let t = &summary.totals;
-            let rejected: u64 = t.rejects.values().sum();
-            println!(
-                "consumed {} records in {:.1} s: {} counted in windows ({} with an unknown campaign), \
-                 {} rejected {:?}; {} window files landed ({} already there), {} reject files; \
-                 report: {}, rejects: {}",
-                t.records,
-                summary.elapsed.as_secs_f64(),
-                t.counted,
-                t.unknown_campaign,
-                rejected,
-                t.rejects,
-                t.windows_landed,
-                t.windows_already_there,
-                t.reject_files_landed,
-                out.display(),
-                rejects.display()
-            );
-            Ok(())
-        }
-        Command::Windows(args) => {
-            let q = config::windows_query(&args, chrono::Utc::now().timestamp_micros())?;
-            let dir = args.output_dir.clone();
-            let answer = tokio::task::spawn_blocking(move || query::query(&dir, &q))
-                .await
-                .context("reader thread")??;
-            if args.explain {
-                eprintln!("{}", answer.scan);
-            }
-            let dir = args.output_dir.display();
-            if answer.rows.is_empty() {
-                if answer.scan.files_listed == 0 && answer.scan.dirs_skipped == 0 {
-                    eprintln!(
-                        "no finalized window files under {dir} yet; run `landfall consume`, \
-                         or pass the right --output-dir"
-                    );
-                } else {
-                    eprintln!("no finalized windows under {dir} match the filters");
-                }
-            }
-            match args.format {
-                WindowsFormat::Json => println!("{}", query::render_json(&answer.rows)?),
-                WindowsFormat::Csv => print!("{}", query::render_csv(&answer.rows)?),
-                WindowsFormat::Table if answer.rows.is_empty() => {}
-                WindowsFormat::Table => {
-                    print!("{}", query::render_table(&answer.rows, args.limit));
-                    println!("finalized windows are in {dir}");
-                }
-            }
-            Ok(())
-        }
-        Command::Serve(args) => {
-            let addr = config::serve_addr(&args)?;
-            if !args.output_dir.is_dir() {
-                return Err(landfall::readback::ReadError::Missing(args.output_dir).into());
-            }
-            let stop = shutdown::install().context("installing signal handlers")?;
-            let server = metrics::serve_windows(addr, args.output_dir, stop.clone()).await?;
-            stop.cancelled().await;
-            server.await.context("HTTP server")?;
-            Ok(())
-        }
-        Command::Peek(args) => {
-            let kafka = config::kafka_only(&args.kafka)?;
-            let seen = tokio::task::spawn_blocking(move || peek::peek(&kafka, args.limit))
-                .await
-                .context("reader thread")??;
-            let total: u64 = seen.per_partition.values().sum();
-            println!("read_committed sees {total} records");
-            for (p, n) in &seen.per_partition {
-                println!("  partition {p}: {n}");
-            }
-            for (p, o, text) in &seen.first {
-                println!("  [{p}@{o}] {text}");
-            }
-            Ok(())
-        }
-        Command::Verify(args) => {
-            // The group's commit metadata names the window settings; read it first.
-            let signature = match &args.group {
-                Some(group) => {
-                    let kafka = config::kafka_only(&args.kafka)?;
-                    let group = group.clone();
-                    let committed = tokio::task::spawn_blocking(move || {
-                        kafka::committed_offsets(&kafka, &group)
-                    })
-                    .await
-                    .context("reader thread")??;
-                    committed
-                        .values()
-                        .flatten()
-                        .find_map(|(_, meta)| {
-                            landfall::consume::commit::CommitPoint::parse_metadata(meta)
-                        })
-                        .map(|m| m.settings)
-                }
-                None => None,
-            };
-            let cfg = config::verify_config(&args, signature.as_deref())?;
-            let report = tokio::task::spawn_blocking(move || verify::verify(&cfg))
-                .await
-                .context("verify thread")??;
-            match args.format {
-                ReportFormat::Text => print!("{}", report.render(args.max_listed)),
-                ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-            }
-            if report.clean() {
-                Ok(())
-            } else {
-                Err(anyhow::anyhow!(
-                    "verify found {} discrepancies",
-                    report.discrepancies.len()
-                ))
-            }
-        }
-        Command::Bench(BenchCommand::All(args)) => {
-            let kafka = config::kafka_only(&args.common.kafka)?;
-            let r = bench::all(
-                &kafka,
-                args.events,
-                args.common.partitions,
-                args.producer.txn_size,
-                args.producer.producers,
-                &args.work_dir,
-            )
-            .await?;
-            print!("{}", bench::all_table(&r));
-            write_json(args.common.json, &r)
-        }
-        Command::Bench(BenchCommand::Consume(args)) => {
-            let kafka = config::kafka_only(&args.common.kafka)?;
-            let r =
-                bench::consume(&kafka, args.events, args.common.partitions, &args.work_dir).await?;
-            print!(
-                "{}",
-                bench::table(&[
-                    r.bare.clone(),
-                    r.landfall.clone(),
-                    r.landfall_no_durability.clone()
-                ])
-            );
-            println!(
-                "drain_ratio (landfall / bare)            = {:.3}",
-                r.drain_ratio
-            );
-            println!(
-                "eos_ratio (landfall / no fsync, commits) = {:.3}",
-                r.eos_ratio
-            );
-            println!(
-                "consumer peak RSS = {:.1} MB (no durability: {:.1} MB)",
-                r.consumer_peak_rss_mb, r.no_durability_peak_rss_mb
-            );
-            write_json(args.common.json, &r)
-        }
-        Command::Bench(BenchCommand::Scale(args)) => {
-            let kafka = config::kafka_only(&args.common.kafka)?;
-            let r = bench::scale(
-                &kafka,
-                args.events,
-                args.common.partitions,
-                &args.instances,
-                &args.work_dir,
-            )
-            .await?;
-            print!("{}", bench::scale_table(&r));
-            write_json(args.common.json, &r)
-        }
-        Command::Bench(BenchCommand::Produce(args)) => {
-            let kafka = config::kafka_only(&args.common.kafka)?;
-            let report = bench::produce(
-                &kafka,
-                args.events,
-                args.common.partitions,
-                args.producer.txn_size,
-                args.producer.producers,
-            )
-            .await?;
-            print!(
-                "{}",
-                bench::table(&[report.bare.clone(), report.landfall.clone()])
-            );
-            println!(
-                "produce_ratio (landfall / bare) = {:.3}",
-                report.produce_ratio
-            );
-            write_json(args.common.json, &report)
+        } else {
+            eprintln!("no finalized windows under {dir} match the filters");
         }
     }
+    match args.format {
+        WindowsFormat::Json => println!("{}", query::render_json(&answer.rows)?),
+        WindowsFormat::Csv => print!("{}", query::render_csv(&answer.rows)?),
+        WindowsFormat::Table if answer.rows.is_empty() => {}
+        WindowsFormat::Table => {
+            print!("{}", query::render_table(&answer.rows, args.limit));
+            println!("finalized windows are in {dir}");
+        }
+    }
+    Ok(())
+}
+
+async fn serve(args: landfall::cli::ServeArgs) -> anyhow::Result<()> {
+    let addr = config::serve_addr(&args)?;
+    if !args.output_dir.is_dir() {
+        return Err(landfall::readback::ReadError::Missing(args.output_dir).into());
+    }
+    let stop = shutdown::install().context("installing signal handlers")?;
+    let server = metrics::serve_windows(addr, args.output_dir, stop.clone()).await?;
+    stop.cancelled().await;
+    server.await.context("HTTP server")?;
+    Ok(())
+}
+
+async fn peek(args: landfall::cli::PeekArgs) -> anyhow::Result<()> {
+    let kafka = config::kafka_only(&args.kafka)?;
+    let seen = tokio::task::spawn_blocking(move || peek::peek(&kafka, args.limit))
+        .await
+        .context("reader thread")??;
+    let total: u64 = seen.per_partition.values().sum();
+    println!("read_committed sees {total} records");
+    for (p, n) in &seen.per_partition {
+        println!("  partition {p}: {n}");
+    }
+    for (p, o, text) in &seen.first {
+        println!("  [{p}@{o}] {text}");
+    }
+    Ok(())
+}
+
+async fn verify(args: landfall::cli::VerifyArgs) -> anyhow::Result<()> {
+    // The group's commit metadata names the window settings; read it first.
+    let signature = match &args.group {
+        Some(group) => {
+            let kafka = config::kafka_only(&args.kafka)?;
+            let group = group.clone();
+            let committed =
+                tokio::task::spawn_blocking(move || kafka::committed_offsets(&kafka, &group))
+                    .await
+                    .context("reader thread")??;
+            committed
+                .values()
+                .flatten()
+                .find_map(|(_, meta)| landfall::consume::commit::CommitPoint::parse_metadata(meta))
+                .map(|m| m.settings)
+        }
+        None => None,
+    };
+    let cfg = config::verify_config(&args, signature.as_deref())?;
+    let report = tokio::task::spawn_blocking(move || verify::verify(&cfg))
+        .await
+        .context("verify thread")??;
+    match args.format {
+        ReportFormat::Text => print!("{}", report.render(args.max_listed)),
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    if report.clean() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(
+            "verify found {} discrepancies",
+            report.discrepancies.len()
+        ))
+    }
+}
+
+async fn bench_all(args: landfall::cli::BenchAllArgs) -> anyhow::Result<()> {
+    let kafka = config::kafka_only(&args.common.kafka)?;
+    let r = bench::all(
+        &kafka,
+        args.events,
+        args.common.partitions,
+        args.producer.txn_size,
+        args.producer.producers,
+        &args.work_dir,
+    )
+    .await?;
+    print!("{}", bench::all_table(&r));
+    write_json(args.common.json, &r)
+}
+
+async fn bench_consume(args: landfall::cli::BenchConsumeArgs) -> anyhow::Result<()> {
+    let kafka = config::kafka_only(&args.common.kafka)?;
+    let r = bench::consume(&kafka, args.events, args.common.partitions, &args.work_dir).await?;
+    print!(
+        "{}",
+        bench::table(&[
+            r.bare.clone(),
+            r.landfall.clone(),
+            r.landfall_no_durability.clone()
+        ])
+    );
+    println!(
+        "drain_ratio (landfall / bare)            = {:.3}",
+        r.drain_ratio
+    );
+    println!(
+        "eos_ratio (landfall / no fsync, commits) = {:.3}",
+        r.eos_ratio
+    );
+    println!(
+        "consumer peak RSS = {:.1} MB (no durability: {:.1} MB)",
+        r.consumer_peak_rss_mb, r.no_durability_peak_rss_mb
+    );
+    write_json(args.common.json, &r)
+}
+
+async fn bench_scale(args: landfall::cli::BenchScaleArgs) -> anyhow::Result<()> {
+    let kafka = config::kafka_only(&args.common.kafka)?;
+    let r = bench::scale(
+        &kafka,
+        args.events,
+        args.common.partitions,
+        &args.instances,
+        &args.work_dir,
+    )
+    .await?;
+    print!("{}", bench::scale_table(&r));
+    write_json(args.common.json, &r)
+}
+
+async fn bench_produce(args: landfall::cli::BenchProduceArgs) -> anyhow::Result<()> {
+    let kafka = config::kafka_only(&args.common.kafka)?;
+    let report = bench::produce(
+        &kafka,
+        args.events,
+        args.common.partitions,
+        args.producer.txn_size,
+        args.producer.producers,
+    )
+    .await?;
+    print!(
+        "{}",
+        bench::table(&[report.bare.clone(), report.landfall.clone()])
+    );
+    println!(
+        "produce_ratio (landfall / bare) = {:.3}",
+        report.produce_ratio
+    );
+    write_json(args.common.json, &report)
 }
 
 /// Writes a benchmark's figures as JSON, if a path was given.

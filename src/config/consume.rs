@@ -1,0 +1,131 @@
+//! `landfall consume` settings.
+
+use std::time::Duration;
+
+use super::*;
+use crate::cli::ConsumeArgs;
+use crate::consume::pipeline::ConsumeConfig;
+use crate::consume::window::WindowConfig;
+
+pub fn consume_config(args: &ConsumeArgs) -> Result<ConsumeConfig, ConfigError> {
+    let mut p = Problems::default();
+    let kafka = kafka_settings(&args.kafka, &mut p);
+    let window_secs = p.range(
+        "--window-secs",
+        "LANDFALL_WINDOW_SECS",
+        args.window_secs,
+        1,
+        MAX_WINDOW_SECS,
+        "seconds",
+    );
+    let lateness_secs = p.range(
+        "--allowed-lateness-secs",
+        "LANDFALL_ALLOWED_LATENESS_SECS",
+        args.allowed_lateness_secs,
+        0,
+        MAX_LATENESS_SECS,
+        "seconds",
+    );
+    let idle_secs = p.range(
+        "--idle-timeout-secs",
+        "LANDFALL_IDLE_TIMEOUT_SECS",
+        args.idle_timeout_secs,
+        0,
+        MAX_IDLE_TIMEOUT_SECS,
+        "seconds",
+    );
+    let skew_secs = p.range(
+        "--max-future-skew-secs",
+        "LANDFALL_MAX_FUTURE_SKEW_SECS",
+        args.max_future_skew_secs,
+        0,
+        MAX_FUTURE_SKEW_SECS,
+        "seconds",
+    );
+    let duration_secs = p.range(
+        "--max-duration-secs",
+        "LANDFALL_MAX_DURATION_SECS",
+        args.max_duration_secs,
+        1,
+        MAX_DURATION_SECS,
+        "seconds",
+    );
+    let checkpoint_ms = p.range(
+        "--checkpoint-interval-ms",
+        "LANDFALL_CHECKPOINT_INTERVAL_MS",
+        args.checkpoint_interval_ms,
+        10,
+        MAX_CHECKPOINT_INTERVAL_MS,
+        "milliseconds",
+    );
+    if args.group.trim().is_empty() {
+        p.push("--group", "LANDFALL_GROUP", "\"\"", "must not be empty");
+    }
+    check_campaigns(&args.campaigns, &mut p);
+    check_dirs(args, &mut p);
+    let cfg = ConsumeConfig {
+        kafka,
+        group: args.group.clone(),
+        instance_id: args.instance_id.clone().filter(|s| !s.trim().is_empty()),
+        assignment_strategy: args.assignment_strategy,
+        campaigns: args.campaigns.clone(),
+        output_dir: args.output_dir.clone(),
+        rejects_dir: args.rejects_dir.clone(),
+        state_dir: args.state_dir.clone(),
+        window: WindowConfig {
+            size_ms: window_secs * 1000,
+            lateness_ms: lateness_secs * 1000,
+        },
+        idle_timeout: Duration::from_secs(idle_secs as u64),
+        max_future_skew_ms: skew_secs * 1000,
+        max_duration_ms: duration_secs * 1000,
+        accept_campaigns_change: args.accept_campaigns_change,
+        checkpoint_interval: Duration::from_millis(checkpoint_ms as u64),
+        exit_on_idle: args.exit_on_idle,
+        unsafe_no_durability: args.unsafe_no_durability,
+        http_addr: http_addr(&args.http_addr, &mut p),
+    };
+    p.finish(cfg)
+}
+
+/// `--campaigns`: a readable campaign table with at least one campaign.
+fn check_campaigns(path: &std::path::Path, p: &mut Problems) {
+    if path.is_dir() {
+        p.push(
+            "--campaigns",
+            "LANDFALL_CAMPAIGNS",
+            path.display(),
+            "is a directory; give the campaign table's CSV file",
+        );
+    } else if !path.is_file() {
+        p.push(
+            "--campaigns",
+            "LANDFALL_CAMPAIGNS",
+            path.display(),
+            "no such file",
+        );
+    } else if let Err(e) = crate::consume::enrich::CampaignTable::load(path) {
+        p.push(
+            "--campaigns",
+            "LANDFALL_CAMPAIGNS",
+            path.display(),
+            &e.to_string(),
+        );
+    }
+}
+
+/// The output, rejects and state directories must not nest: report globs would match rejects.
+fn check_dirs(args: &ConsumeArgs, p: &mut Problems) {
+    let same = |a: &std::path::Path, b: &std::path::Path| a.starts_with(b) || b.starts_with(a);
+    if same(&args.output_dir, &args.rejects_dir) {
+        p.push("--rejects-dir", "LANDFALL_REJECTS_DIR", args.rejects_dir.display(), "must be outside --output-dir (and not contain it), so report globs never match rejects");
+    }
+    if same(&args.output_dir, &args.state_dir) {
+        p.push(
+            "--state-dir",
+            "LANDFALL_STATE_DIR",
+            args.state_dir.display(),
+            "must be outside --output-dir",
+        );
+    }
+}
