@@ -1,0 +1,265 @@
+//! Shared Kafka plumbing for every role: client settings, waiting for a reachable broker and a
+//! topic, creating topics.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{Client, ClientContext};
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use tracing::{info, warn};
+
+mod ends;
+mod scan;
+mod topic_id;
+
+pub use ends::{stable_end, EndTracking, PartitionEnds};
+pub use scan::{committed_offsets, scan, topic_id_now, ScanError, Scanned};
+pub use topic_id::{current_topic_id, topic_id, TopicIdLookup};
+
+/// Client context that routes librdkafka's errors into our logs, minus the end-of-partition
+/// "errors", which readers that set `enable.partition.eof` expect and handle.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct QuietEof;
+
+impl ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        log_client_error(error, reason);
+    }
+}
+
+/// Logs a librdkafka client error, except end-of-partition, which readers expect. The same
+/// error again within 10 s is not repeated (a broker that is down reports itself constantly).
+pub fn log_client_error(error: KafkaError, reason: &str) {
+    static SEEN: std::sync::Mutex<Repeats> = std::sync::Mutex::new(Repeats::new());
+    let eof = matches!(
+        error,
+        KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+    );
+    if eof {
+        return;
+    }
+    let text = error.to_string();
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(repeated) = seen.admit(&text) {
+        warn!(error = %text, reason, repeated, "librdkafka error");
+    }
+}
+
+/// Lets a message through once, then the same message again at most every 10 s, counting
+/// what it held back (a broker that is down reports itself constantly).
+#[derive(Debug, Default)]
+pub struct Repeats {
+    last: Option<(String, Instant)>,
+    suppressed: u64,
+}
+
+impl Repeats {
+    pub const fn new() -> Self {
+        Repeats {
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// Some(how many repeats were held back since the last one let through) if `text` should
+    /// be logged now.
+    pub fn admit(&mut self, text: &str) -> Option<u64> {
+        if let Some((t, at)) = &self.last {
+            if t == text && at.elapsed() < Duration::from_secs(10) {
+                self.suppressed += 1;
+                return None;
+            }
+        }
+        self.last = Some((text.to_string(), Instant::now()));
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for QuietEof {}
+
+/// Where to find Kafka and which topic to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub topic: String,
+    /// How long start-up waits for a reachable broker before giving up.
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    #[error(
+        "could not reach Kafka at {brokers} (--brokers / LANDFALL_BROKERS / BOOTSTRAP_SERVERS) \
+         within {waited_secs} s: {last_error}"
+    )]
+    Unreachable {
+        brokers: String,
+        waited_secs: u64,
+        last_error: String,
+    },
+    #[error(
+        "topic {topic:?} does not exist on {brokers}; create it, or run `landfall produce \
+         --create-topic`"
+    )]
+    TopicMissing { topic: String, brokers: String },
+    #[error("could not create topic {topic:?}: {source}")]
+    CreateTopic { topic: String, source: KafkaError },
+}
+
+impl KafkaSetupError {
+    /// Start-up gave up on the broker after waiting since `started`.
+    fn unreachable(settings: &KafkaSettings, started: Instant, last_error: String) -> Self {
+        KafkaSetupError::Unreachable {
+            brokers: settings.brokers.clone(),
+            waited_secs: started.elapsed().as_secs(),
+            last_error,
+        }
+    }
+}
+
+impl KafkaSettings {
+    /// A client configuration with the settings every Landfall client shares.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", "landfall")
+            // A broker that is down is waited for by our own bounded retry, not by librdkafka's
+            // log spam: keep its reconnect backoff short and its logs at warning.
+            .set("reconnect.backoff.max.ms", "1000")
+            .set("log_level", "4");
+        if let Ok(contexts) = std::env::var("LANDFALL_KAFKA_DEBUG") {
+            // librdkafka's own debug contexts, e.g. "eos,protocol", for diagnosing the client.
+            c.set("debug", contexts).set("log_level", "7");
+        }
+        c
+    }
+}
+
+/// Waits until the broker answers and the topic exists. Returns the number of partitions.
+///
+/// Retries with capped exponential backoff until `settings.connect_timeout` has passed.
+pub fn wait_for_topic<C: ClientContext>(
+    client: &Client<C>,
+    settings: &KafkaSettings,
+) -> Result<usize, KafkaSetupError> {
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let remaining = settings.connect_timeout.saturating_sub(started.elapsed());
+        let attempt = remaining
+            .min(Duration::from_secs(5))
+            .max(Duration::from_millis(100));
+        let last_error = match probe_topic(client, &settings.topic, attempt) {
+            Probe::Found(n) => return Ok(n),
+            Probe::Missing => {
+                return Err(KafkaSetupError::TopicMissing {
+                    topic: settings.topic.clone(),
+                    brokers: settings.brokers.clone(),
+                })
+            }
+            Probe::NotReady(e) => e,
+        };
+        if started.elapsed() >= settings.connect_timeout {
+            return Err(KafkaSetupError::unreachable(settings, started, last_error));
+        }
+        warn!(brokers = %settings.brokers, error = %last_error, "Kafka not ready; retrying");
+        std::thread::sleep(backoff.min(settings.connect_timeout.saturating_sub(started.elapsed())));
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// What the broker's metadata says about a topic.
+enum Probe {
+    Found(usize),
+    Missing,
+    NotReady(String),
+}
+
+fn probe_topic<C: ClientContext>(client: &Client<C>, topic: &str, timeout: Duration) -> Probe {
+    match client.fetch_metadata(Some(topic), timeout) {
+        Ok(md) => match md.topics().iter().find(|t| t.name() == topic) {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                Probe::Found(t.partitions().len())
+            }
+            Some(t) => match t.error().map(RDKafkaErrorCode::from) {
+                Some(RDKafkaErrorCode::UnknownTopicOrPartition) => Probe::Missing,
+                Some(e) => Probe::NotReady(format!("topic metadata error {e:?}")),
+                None => Probe::NotReady("topic has no partitions yet".to_string()),
+            },
+            None => Probe::NotReady("topic absent from metadata".to_string()),
+        },
+        Err(e) => Probe::NotReady(e.to_string()),
+    }
+}
+
+/// Creates the topic if it does not exist. An existing topic is left as it is.
+pub async fn create_topic(
+    settings: &KafkaSettings,
+    partitions: i32,
+    replication: i32,
+) -> Result<(), KafkaSetupError> {
+    let admin: AdminClient<_> =
+        settings
+            .client_config()
+            .create()
+            .map_err(|source| KafkaSetupError::CreateTopic {
+                topic: settings.topic.clone(),
+                source,
+            })?;
+    let topic = NewTopic::new(
+        &settings.topic,
+        partitions,
+        TopicReplication::Fixed(replication),
+    );
+    let opts = AdminOptions::new().operation_timeout(Some(settings.connect_timeout));
+    let started = Instant::now();
+    loop {
+        let result = admin.create_topics([&topic], &opts).await;
+        match result {
+            Ok(results) => {
+                for r in results {
+                    match r {
+                        Ok(name) => info!(topic = %name, partitions, "topic created"),
+                        Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                            info!(topic = %name, "topic exists; leaving it as it is")
+                        }
+                        Err((_, code)) => {
+                            return Err(KafkaSetupError::CreateTopic {
+                                topic: settings.topic.clone(),
+                                source: KafkaError::AdminOp(code),
+                            })
+                        }
+                    }
+                }
+                break;
+            }
+            Err(e) if started.elapsed() < settings.connect_timeout => {
+                warn!(error = %e, "creating the topic failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                return Err(KafkaSetupError::unreachable(
+                    settings,
+                    started,
+                    e.to_string(),
+                ))
+            }
+        }
+    }
+    // KRaft answers CreateTopics once the controller has the topic, and a broker's metadata
+    // cache can lag behind it for a moment: a client asking then would be told the topic does
+    // not exist. Return only once the metadata shows it.
+    loop {
+        let last_error = match probe_topic(admin.inner(), &settings.topic, Duration::from_secs(1)) {
+            Probe::Found(_) => return Ok(()),
+            Probe::Missing => "the new topic is not in the metadata yet".to_string(),
+            Probe::NotReady(e) => e,
+        };
+        if started.elapsed() >= settings.connect_timeout {
+            return Err(KafkaSetupError::unreachable(settings, started, last_error));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
