@@ -213,7 +213,6 @@ pub fn decode(
     record_ts_ms: Option<i64>,
     limits: &Limits,
 ) -> Result<ViewEvent, DecodeError> {
-    let max_future_skew_ms = limits.max_future_skew_ms;
     let bytes = match value {
         Some(b) if !b.is_empty() => b,
         _ => return Err(fail(RejectReason::EmptyValue, "record has no value", None)),
@@ -230,50 +229,63 @@ pub fn decode(
     let view_id = raw
         .view_id
         .ok_or_else(|| fail(RejectReason::MissingField, "missing field viewId", None))?;
-    let end_text = raw.end.ok_or_else(|| {
+    let (end_text, end_ms) = timestamp("endTimestamp", raw.end, None)?;
+    let (start_text, start_ms) = timestamp("startTimestamp", raw.start, Some(end_ms))?;
+    let missing = |field: &str| {
         fail(
             RejectReason::MissingField,
-            "missing field endTimestamp",
-            None,
+            format!("missing field {field}"),
+            Some(end_ms),
+        )
+    };
+    let banner_id = raw.banner_id.ok_or_else(|| missing("bannerId"))?;
+    let campaign_id = raw.campaign_id.ok_or_else(|| missing("campaignId"))?;
+    let event = ViewEvent {
+        view_id: view_id.into_owned(),
+        start_ms,
+        end_ms,
+        banner_id,
+        campaign_id,
+    };
+    check_bounds(&event, (&start_text, &end_text), record_ts_ms, limits)?;
+    Ok(event)
+}
+
+/// A timestamp field: present, ISO-8601, and within the years Landfall accepts. Returns its
+/// text and its milliseconds since the epoch. `event_ms` is the end time, once known.
+fn timestamp<'a>(
+    field: &str,
+    text: Option<Cow<'a, str>>,
+    event_ms: Option<i64>,
+) -> Result<(Cow<'a, str>, i64), DecodeError> {
+    let text = text.ok_or_else(|| {
+        fail(
+            RejectReason::MissingField,
+            format!("missing field {field}"),
+            event_ms,
         )
     })?;
-    let end_ms = parse_timestamp(&end_text).ok_or_else(|| {
+    let ms = parse_timestamp(&text).ok_or_else(|| {
         fail(
             RejectReason::BadTimestamp,
-            format!("endTimestamp {end_text:?} is not an ISO-8601 date-time"),
-            None,
+            format!("{field} {text:?} is not an ISO-8601 date-time"),
+            event_ms,
         )
     })?;
-    in_range("endTimestamp", &end_text, end_ms, None)?;
-    let start_text = raw.start.ok_or_else(|| {
-        fail(
-            RejectReason::MissingField,
-            "missing field startTimestamp",
-            Some(end_ms),
-        )
-    })?;
-    let start_ms = parse_timestamp(&start_text).ok_or_else(|| {
-        fail(
-            RejectReason::BadTimestamp,
-            format!("startTimestamp {start_text:?} is not an ISO-8601 date-time"),
-            Some(end_ms),
-        )
-    })?;
-    in_range("startTimestamp", &start_text, start_ms, Some(end_ms))?;
-    let banner_id = raw.banner_id.ok_or_else(|| {
-        fail(
-            RejectReason::MissingField,
-            "missing field bannerId",
-            Some(end_ms),
-        )
-    })?;
-    let campaign_id = raw.campaign_id.ok_or_else(|| {
-        fail(
-            RejectReason::MissingField,
-            "missing field campaignId",
-            Some(end_ms),
-        )
-    })?;
+    in_range(field, &text, ms, event_ms)?;
+    Ok((text, ms))
+}
+
+/// An event's times must be in order, its view no longer than the bound, and its end no
+/// further than the skew after the record's timestamp.
+fn check_bounds(
+    ev: &ViewEvent,
+    (start_text, end_text): (&str, &str),
+    record_ts_ms: Option<i64>,
+    limits: &Limits,
+) -> Result<(), DecodeError> {
+    let (start_ms, end_ms) = (ev.start_ms, ev.end_ms);
+    let max_future_skew_ms = limits.max_future_skew_ms;
     if end_ms < start_ms {
         return Err(fail(
             RejectReason::EndBeforeStart,
@@ -306,13 +318,7 @@ pub fn decode(
             ));
         }
     }
-    Ok(ViewEvent {
-        view_id: view_id.into_owned(),
-        start_ms,
-        end_ms,
-        banner_id,
-        campaign_id,
-    })
+    Ok(())
 }
 
 #[cfg(test)]

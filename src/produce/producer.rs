@@ -295,33 +295,13 @@ fn run_one(
     shutdown: &CancellationToken,
 ) -> Result<ProduceSummary, ProduceError> {
     let started = Instant::now();
-    let mut config = producer_config(&cfg.kafka);
-    config
-        .set("transactional.id", &cfg.transactional_id)
-        .set("enable.idempotence", "true")
-        // Right after a commit the coordinator answers CONCURRENT_TRANSACTIONS until the
-        // markers are written; librdkafka's default 100 ms backoff would then dominate.
-        .set("retry.backoff.ms", "5")
-        .set("retry.backoff.max.ms", "100")
-        .set(
-            "transaction.timeout.ms",
-            cfg.transaction_timeout.as_millis().to_string(),
-        );
-    let producer: ThreadedProducer<DeliveryCounter> = config
-        .create_with_context(DeliveryCounter::with_metrics())
-        .map_err(ProduceError::Client)?;
-    let partitions = wait_for_topic(producer.client(), &cfg.kafka)?;
-    info!(topic = %cfg.kafka.topic, partitions, "topic found");
-
-    init_transactions(&producer, cfg)?;
-    info!(transactional_id = %cfg.transactional_id, "transactions initialised");
+    let producer = transactional_producer(cfg)?;
     let metrics = crate::ops::metrics::producer();
     metrics.process.set_ready(true);
 
     let mut plan = TxnPlan::new(cfg);
     let mut summary = ProduceSummary::default();
-    let mut last_progress = Instant::now();
-    let mut last_progress_count = 0u64;
+    let mut progress = ProgressLog::new(cfg.progress_interval);
     let pace_start = Instant::now();
 
     'txns: while cfg.count == 0 || summary.generated < cfg.count {
@@ -357,19 +337,7 @@ fn run_one(
                 warn!(error = %e, "send failed inside a transaction");
             }
             batch.push(record);
-            if last_progress.elapsed() >= cfg.progress_interval {
-                let rate = (summary.generated - last_progress_count) as f64
-                    / last_progress.elapsed().as_secs_f64();
-                info!(
-                    sent = summary.generated,
-                    rate = rate.round() as u64,
-                    txns_committed = summary.committed_txns,
-                    txns_aborted = summary.aborted_txns,
-                    "producing"
-                );
-                last_progress = Instant::now();
-                last_progress_count = summary.generated;
-            }
+            progress.maybe_log(&summary);
             if cfg.rate > 0.0 && txn_opened.elapsed() >= cfg.txn_max {
                 break;
             }
@@ -394,6 +362,67 @@ fn run_one(
     metrics.process.set_ready(false);
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// The transactional producer, its topic found and its transactions initialised (which
+/// fences an earlier producer with the same transactional id).
+fn transactional_producer(
+    cfg: &ProduceConfig,
+) -> Result<ThreadedProducer<DeliveryCounter>, ProduceError> {
+    let mut config = producer_config(&cfg.kafka);
+    config
+        .set("transactional.id", &cfg.transactional_id)
+        .set("enable.idempotence", "true")
+        // Right after a commit the coordinator answers CONCURRENT_TRANSACTIONS until the
+        // markers are written; librdkafka's default 100 ms backoff would then dominate.
+        .set("retry.backoff.ms", "5")
+        .set("retry.backoff.max.ms", "100")
+        .set(
+            "transaction.timeout.ms",
+            cfg.transaction_timeout.as_millis().to_string(),
+        );
+    let producer: ThreadedProducer<DeliveryCounter> = config
+        .create_with_context(DeliveryCounter::with_metrics())
+        .map_err(ProduceError::Client)?;
+    let partitions = wait_for_topic(producer.client(), &cfg.kafka)?;
+    info!(topic = %cfg.kafka.topic, partitions, "topic found");
+
+    init_transactions(&producer, cfg)?;
+    info!(transactional_id = %cfg.transactional_id, "transactions initialised");
+    Ok(producer)
+}
+
+/// A progress line every interval: records sent, the rate since the last line, transactions.
+struct ProgressLog {
+    every: Duration,
+    last: Instant,
+    last_count: u64,
+}
+
+impl ProgressLog {
+    fn new(every: Duration) -> Self {
+        ProgressLog {
+            every,
+            last: Instant::now(),
+            last_count: 0,
+        }
+    }
+
+    fn maybe_log(&mut self, summary: &ProduceSummary) {
+        if self.last.elapsed() < self.every {
+            return;
+        }
+        let rate = (summary.generated - self.last_count) as f64 / self.last.elapsed().as_secs_f64();
+        info!(
+            sent = summary.generated,
+            rate = rate.round() as u64,
+            txns_committed = summary.committed_txns,
+            txns_aborted = summary.aborted_txns,
+            "producing"
+        );
+        self.last = Instant::now();
+        self.last_count = summary.generated;
+    }
 }
 
 fn init_transactions<C: ProducerContext>(
