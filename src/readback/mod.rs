@@ -130,24 +130,22 @@ pub fn parquet_files_pruned(
     if !dir.is_dir() {
         return Err(ReadError::Missing(dir.to_path_buf()));
     }
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ReadError::Io { path, source }
-    };
     let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).map_err(io(&d))? {
-            let entry = entry.map_err(io(&d))?;
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.file_type().map_err(io(&path))?.is_dir() {
-                if enter(&path) {
-                    stack.push(path);
-                }
-            } else if name.ends_with(".parquet") && !name.starts_with('.') {
-                out.push(path);
+    // The root is always entered; below it, `enter` prunes directories.
+    let walk = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !e.file_type().is_dir() || enter(e.path()));
+    for entry in walk {
+        let entry = entry.map_err(|e| {
+            let path = e.path().unwrap_or(dir).to_path_buf();
+            ReadError::Io {
+                path,
+                source: e.into(),
             }
+        })?;
+        let name = entry.file_name().to_string_lossy();
+        if !entry.file_type().is_dir() && name.ends_with(".parquet") && !name.starts_with('.') {
+            out.push(entry.into_path());
         }
     }
     out.sort();

@@ -150,47 +150,32 @@ pub fn remove_stale_temps(root: &Path, max_age: Duration) -> std::io::Result<usi
     if !root.is_dir() {
         return Ok(0);
     }
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if gone(&e) => continue,
-            Err(e) => return Err(e),
+    for entry in walkdir::WalkDir::new(root) {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) if e.io_error().is_some_and(gone) => continue,
+            Err(e) => return Err(e.into()),
         };
-        for entry in entries {
-            let entry = entry?;
-            let path = entry.path();
-            let is_temp = |p: &Path| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"))
-            };
-            let kind = match entry.file_type() {
-                Ok(kind) => kind,
-                Err(e) if gone(&e) => continue,
+        let is_temp = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"));
+        if entry.file_type().is_dir() || !is_temp {
+            continue;
+        }
+        let modified = match entry.metadata() {
+            Ok(m) => m.modified().ok(),
+            Err(e) if e.io_error().is_some_and(gone) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let old = modified
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+            .is_some_and(|age| age >= max_age);
+        if old {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if gone(&e) => {}
                 Err(e) => return Err(e),
-            };
-            if kind.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            if !is_temp(&path) {
-                continue;
-            }
-            let modified = match entry.metadata() {
-                Ok(m) => m.modified().ok(),
-                Err(e) if gone(&e) => continue,
-                Err(e) => return Err(e),
-            };
-            let old = modified
-                .and_then(|m| SystemTime::now().duration_since(m).ok())
-                .is_some_and(|age| age >= max_age);
-            if old {
-                match fs::remove_file(&path) {
-                    Ok(()) => removed += 1,
-                    Err(e) if gone(&e) => {}
-                    Err(e) => return Err(e),
-                }
             }
         }
     }
