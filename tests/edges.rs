@@ -482,9 +482,12 @@ fn foreign_truncated_empty_and_snappy_files_in_the_report_are_named_not_fatal() 
     });
     assert_eq!(status, 200, "GET /windows: {body}\n{}", read_log(&log));
     assert_eq!(body.trim_end(), before.trim_end());
-    send_signal(serve.child(), libc::SIGTERM);
-    let status = wait_exit(serve.child(), Duration::from_secs(30), "landfall serve");
-    serve.0 = None;
+    let status = serve.stop(
+        libc::SIGTERM,
+        Duration::from_secs(30),
+        "landfall serve",
+        None,
+    );
     assert!(status.success(), "landfall serve exited with {status}");
     let said = strip_ansi(&read_log(&log));
     assert!(
@@ -629,13 +632,12 @@ fn a_partition_added_to_a_running_topic_is_consumed_within_seconds() {
         t0.elapsed()
     );
 
-    send_signal(child.child(), libc::SIGTERM);
-    let status = wait_exit(
-        child.child(),
+    let status = child.stop(
+        libc::SIGTERM,
         Duration::from_secs(30),
         "consumer after SIGTERM",
+        None,
     );
-    child.0 = None;
     assert!(
         status.success(),
         "exit {status}:\n{}",
@@ -685,9 +687,12 @@ fn serve_refuses_a_signed_relative_time_and_a_repeated_parameter() {
         let (status, body) = http_get(port, &format!("/windows?{query}")).expect("an answer");
         assert_eq!((status, body.trim()), (200, "[]"), "{query}");
     }
-    send_signal(serve.child(), libc::SIGTERM);
-    let status = wait_exit(serve.child(), Duration::from_secs(30), "landfall serve");
-    serve.0 = None;
+    let status = serve.stop(
+        libc::SIGTERM,
+        Duration::from_secs(30),
+        "landfall serve",
+        None,
+    );
     assert!(status.success(), "landfall serve exited with {status}");
 }
 

@@ -167,9 +167,7 @@ fn broker_down_at_start_and_killed_mid_run_loses_nothing() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    send_signal(consumer.child(), libc::SIGTERM);
-    let status = wait_exit(consumer.child(), Duration::from_secs(30), "consumer");
-    consumer.0 = None;
+    let status = consumer.stop(libc::SIGTERM, Duration::from_secs(30), "consumer", None);
     assert!(
         status.success(),
         "consumer exit {status}:\n{}",
@@ -391,9 +389,7 @@ fn a_zombie_consumer_never_overwrites_or_loses() {
         g.stable_with(2) && !g.members.contains(&a_member)
     });
     for (c, log, name) in [(&mut a, &a_log, "A"), (&mut b, &b_log, "B")] {
-        send_signal(c.child(), libc::SIGTERM);
-        let status = wait_exit(c.child(), Duration::from_secs(30), name);
-        c.0 = None;
+        let status = c.stop(libc::SIGTERM, Duration::from_secs(30), name, None);
         assert!(status.success(), "{name} exit {status}:\n{}", read_log(log));
     }
     // Nothing that had landed changed.
@@ -533,9 +529,7 @@ fn killed_and_hanging_producer_transactions_are_never_read() {
         "records behind the hanging transaction were read after {:?}, before its timeout",
         hang_started.elapsed()
     );
-    send_signal(consumer.child(), libc::SIGTERM);
-    let status = wait_exit(consumer.child(), Duration::from_secs(30), "consumer");
-    consumer.0 = None;
+    let status = consumer.stop(libc::SIGTERM, Duration::from_secs(30), "consumer", None);
     assert!(
         status.success(),
         "consumer exit {status}:\n{}",

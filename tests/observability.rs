@@ -68,9 +68,7 @@ fn endpoints_answer_before_and_after_assignment() {
             })
         },
     );
-    send_signal(consumer.child(), libc::SIGTERM);
-    let status = wait_exit(consumer.child(), Duration::from_secs(10), "consumer");
-    consumer.0 = None;
+    let status = consumer.stop(libc::SIGTERM, Duration::from_secs(10), "consumer", None);
     assert!(status.success(), "{status}: {}", read_log(&log));
 
     // The producer: ready once its transactional id is initialised.
@@ -93,9 +91,7 @@ fn endpoints_answer_before_and_after_assignment() {
             })
         },
     );
-    send_signal(producer.child(), libc::SIGTERM);
-    let status = wait_exit(producer.child(), Duration::from_secs(10), "producer");
-    producer.0 = None;
+    let status = producer.stop(libc::SIGTERM, Duration::from_secs(10), "producer", None);
     assert!(
         status.success(),
         "producer {status}:\n{}",
@@ -289,21 +285,8 @@ fn a_real_prometheus_answers_every_dashboard_expression() {
         ("producer", &mut producer, &producer_log),
         ("consumer", &mut consumer, &consumer_log),
     ] {
-        send_signal(c.child(), libc::SIGTERM);
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while c.child().try_wait().unwrap().is_none() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the {name} did not exit within 30 s of SIGTERM; its log ends:\n{}",
-                log_tail(log, 40)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!(
-            "the {name} stopped {:?} after SIGTERM",
-            Duration::from_secs(30) - deadline.saturating_duration_since(std::time::Instant::now())
-        );
-        c.0 = None;
+        let status = c.stop(libc::SIGTERM, Duration::from_secs(30), name, Some(log));
+        assert!(status.success(), "the {name} exited with {status}");
     }
     assert!(still_up, "Prometheus died:\n{}", read_log(&prom_log));
     assert!(

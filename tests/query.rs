@@ -294,10 +294,13 @@ fn check_http(report: &Path) {
         .collect();
     assert_eq!(named, ["campain", "from"], "{body}");
 
-    send_signal(serve.child(), libc::SIGTERM);
-    let status = wait_exit(serve.child(), Duration::from_secs(10), "landfall serve");
+    let status = serve.stop(
+        libc::SIGTERM,
+        Duration::from_secs(10),
+        "landfall serve",
+        None,
+    );
     assert!(status.success(), "landfall serve exited with {status}");
-    serve.0 = None;
 }
 
 /// The README's snippets, extracted and run by tests/snippets.py.
@@ -400,14 +403,13 @@ fn the_consumer_answers_windows_on_its_http_port() {
     assert_eq!(status, 400);
     assert_eq!(http_get(port, "/metrics").map(|r| r.0), Some(200));
 
-    send_signal(consumer.child(), libc::SIGTERM);
-    let status = wait_exit(
-        consumer.child(),
+    let status = consumer.stop(
+        libc::SIGTERM,
         Duration::from_secs(10),
         "landfall consume",
+        None,
     );
     assert!(status.success(), "landfall consume exited with {status}");
-    consumer.0 = None;
 }
 
 /// No broker needed: what a user sees for a missing or empty directory and for bad filters.

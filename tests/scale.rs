@@ -72,21 +72,7 @@ impl<'a> Fleet<'a> {
     fn stop(&mut self, name: &str) {
         self.thaw(name);
         let (mut c, log) = self.running.remove(name).unwrap();
-        send_signal(c.child(), libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(s) = c.child().try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "{name} did not stop within 60 s of SIGTERM; its log ends:\n{}",
-                    log_tail(&log, 40)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        c.0 = None;
+        let status = c.stop(libc::SIGTERM, Duration::from_secs(60), name, Some(&log));
         assert!(
             status.success(),
             "{name} exit {status}:\n{}",

@@ -2,8 +2,6 @@
 //! and reading a topic back.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -164,6 +162,35 @@ impl ChildGuard {
     pub fn child(&mut self) -> &mut std::process::Child {
         self.0.as_mut().expect("child still held")
     }
+    /// Sends `signal` and waits for the exit, failing the test after `timeout` with `what`
+    /// (and the tail of `log`, when given). The child is no longer held after it.
+    pub fn stop(
+        &mut self,
+        signal: i32,
+        timeout: std::time::Duration,
+        what: &str,
+        log: Option<&std::path::Path>,
+    ) -> std::process::ExitStatus {
+        let started = std::time::Instant::now();
+        harness::send_signal(self.child(), signal);
+        let status = loop {
+            if let Some(s) = self.child().try_wait().unwrap() {
+                break s;
+            }
+            if started.elapsed() > timeout {
+                let tail = log.map(|l| harness::log_tail(l, 40)).unwrap_or_default();
+                panic!("{what} did not exit within {timeout:?} of signal {signal}; its log ends:\n{tail}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        eprintln!(
+            "{what} stopped {:?} after signal {signal}",
+            started.elapsed()
+        );
+        self.0 = None;
+        status
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.0.take() {
             let _ = c.kill();
@@ -297,22 +324,20 @@ pub fn wait_for_group_members(
     }
 }
 
-/// GET `path` on 127.0.0.1:`port`: (status, body), or None if nothing answers.
+/// GET `path` on 127.0.0.1:`port` (ureq, which reads chunked bodies): (status, body), or None
+/// if nothing answers.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    // Bodies may come chunked; the tests only search them for text, which chunk sizes do not
-    // break for the short lines asserted here.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut answer = agent
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .call()
+        .ok()?;
+    let status = answer.status().as_u16();
+    let body = answer.body_mut().read_to_string().ok()?;
     Some((status, body))
 }
 
