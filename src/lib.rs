@@ -31,6 +31,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod consume;
+pub mod error;
 pub mod event;
 pub mod identity;
 pub mod ops;
@@ -38,3 +39,5 @@ pub mod produce;
 pub mod query;
 pub mod readback;
 pub mod verify;
+
+pub use error::{Error, Result};

@@ -1,16 +1,30 @@
 //! The `landfall` binary: parses the command line, dispatches, and maps errors to exit codes
-//! (0 success, 1 runtime failure, 2 bad usage or configuration).
+//! (see `landfall::error`: 0 success, 1 failure, 2 bad usage or configuration, 3 Kafka
+//! unreachable).
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
 use landfall::cli::{BenchCommand, Cli, Command, LogFormat, ReportFormat, WindowsFormat};
 use landfall::ops::{kafka, metrics, peek, shutdown};
-use landfall::{bench, config, consume, produce::producer, query, verify};
+use landfall::{bench, config, consume, produce::producer, query, verify, Error, Result};
+
+/// `context` for any error that displays: what was being done, then why it failed.
+trait Context<T> {
+    fn context(self, what: &'static str) -> Result<T>;
+}
+
+impl<T, E: std::fmt::Display> Context<T> for std::result::Result<T, E> {
+    fn context(self, what: &'static str) -> Result<T> {
+        self.map_err(|e| Error::Other {
+            what,
+            detail: e.to_string(),
+        })
+    }
+}
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("LANDFALL_LOG")
@@ -50,10 +64,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let usage = e.downcast_ref::<config::ConfigError>().is_some();
             // Each cause once: many messages already quote their source.
             let mut msg = e.to_string();
-            for cause in e.chain().skip(1) {
+            let causes = std::iter::successors(std::error::Error::source(&e), |c| c.source());
+            for cause in causes {
                 let c = cause.to_string();
                 if !msg.contains(&c) {
                     msg.push_str(": ");
@@ -61,12 +75,12 @@ fn main() -> ExitCode {
                 }
             }
             eprintln!("landfall: error: {msg}");
-            ExitCode::from(if usage { 2 } else { 1 })
+            ExitCode::from(e.exit_code())
         }
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<()> {
+async fn run(command: Command) -> Result<()> {
     match command {
         Command::Produce(args) => produce(args).await,
         Command::Consume(args) => consume(args).await,
@@ -81,7 +95,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-async fn produce(args: landfall::cli::ProduceArgs) -> anyhow::Result<()> {
+async fn produce(args: landfall::cli::ProduceArgs) -> Result<()> {
     let (cfg, topic) = config::produce_config(&args)?;
     let stop = shutdown::install().context("installing signal handlers")?;
     info!(
@@ -115,7 +129,7 @@ async fn produce(args: landfall::cli::ProduceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn consume(args: landfall::cli::ConsumeArgs) -> anyhow::Result<()> {
+async fn consume(args: landfall::cli::ConsumeArgs) -> Result<()> {
     let cfg = config::consume_config(&args)?;
     let stop = shutdown::install().context("installing signal handlers")?;
     if let Some(addr) = cfg.http_addr {
@@ -147,7 +161,7 @@ async fn consume(args: landfall::cli::ConsumeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn windows(args: landfall::cli::WindowsArgs) -> anyhow::Result<()> {
+async fn windows(args: landfall::cli::WindowsArgs) -> Result<()> {
     let q = config::windows_query(&args, chrono::Utc::now().timestamp_micros())?;
     let dir = args.output_dir.clone();
     let answer = tokio::task::spawn_blocking(move || query::query(&dir, &q))
@@ -168,8 +182,14 @@ async fn windows(args: landfall::cli::WindowsArgs) -> anyhow::Result<()> {
         }
     }
     match args.format {
-        WindowsFormat::Json => println!("{}", query::render_json(&answer.rows)?),
-        WindowsFormat::Csv => print!("{}", query::render_csv(&answer.rows)?),
+        WindowsFormat::Json => println!(
+            "{}",
+            query::render_json(&answer.rows).context("rendering JSON")?
+        ),
+        WindowsFormat::Csv => print!(
+            "{}",
+            query::render_csv(&answer.rows).context("rendering CSV")?
+        ),
         WindowsFormat::Table if answer.rows.is_empty() => {}
         WindowsFormat::Table => {
             print!("{}", query::render_table(&answer.rows, args.limit));
@@ -179,7 +199,7 @@ async fn windows(args: landfall::cli::WindowsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(args: landfall::cli::ServeArgs) -> anyhow::Result<()> {
+async fn serve(args: landfall::cli::ServeArgs) -> Result<()> {
     let addr = config::serve_addr(&args)?;
     if !args.output_dir.is_dir() {
         return Err(landfall::readback::ReadError::Missing(args.output_dir).into());
@@ -191,7 +211,7 @@ async fn serve(args: landfall::cli::ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn peek(args: landfall::cli::PeekArgs) -> anyhow::Result<()> {
+async fn peek(args: landfall::cli::PeekArgs) -> Result<()> {
     let kafka = config::kafka_only(&args.kafka)?;
     let seen = tokio::task::spawn_blocking(move || peek::peek(&kafka, args.limit))
         .await
@@ -207,7 +227,7 @@ async fn peek(args: landfall::cli::PeekArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn verify(args: landfall::cli::VerifyArgs) -> anyhow::Result<()> {
+async fn verify(args: landfall::cli::VerifyArgs) -> Result<()> {
     // The group's commit metadata names the window settings; read it first.
     let signature = match &args.group {
         Some(group) => {
@@ -231,19 +251,19 @@ async fn verify(args: landfall::cli::VerifyArgs) -> anyhow::Result<()> {
         .context("verify thread")??;
     match args.format {
         ReportFormat::Text => print!("{}", report.render(args.max_listed)),
-        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        ReportFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("rendering JSON")?
+        ),
     }
     if report.clean() {
         Ok(())
     } else {
-        Err(anyhow::anyhow!(
-            "verify found {} discrepancies",
-            report.discrepancies.len()
-        ))
+        Err(Error::Discrepancies(report.discrepancies.len()))
     }
 }
 
-async fn bench_all(args: landfall::cli::BenchAllArgs) -> anyhow::Result<()> {
+async fn bench_all(args: landfall::cli::BenchAllArgs) -> Result<()> {
     let kafka = config::kafka_only(&args.common.kafka)?;
     let r = bench::all(
         &kafka,
@@ -258,7 +278,7 @@ async fn bench_all(args: landfall::cli::BenchAllArgs) -> anyhow::Result<()> {
     write_json(args.common.json, &r)
 }
 
-async fn bench_consume(args: landfall::cli::BenchConsumeArgs) -> anyhow::Result<()> {
+async fn bench_consume(args: landfall::cli::BenchConsumeArgs) -> Result<()> {
     let kafka = config::kafka_only(&args.common.kafka)?;
     let r = bench::consume(&kafka, args.events, args.common.partitions, &args.work_dir).await?;
     print!(
@@ -284,7 +304,7 @@ async fn bench_consume(args: landfall::cli::BenchConsumeArgs) -> anyhow::Result<
     write_json(args.common.json, &r)
 }
 
-async fn bench_scale(args: landfall::cli::BenchScaleArgs) -> anyhow::Result<()> {
+async fn bench_scale(args: landfall::cli::BenchScaleArgs) -> Result<()> {
     let kafka = config::kafka_only(&args.common.kafka)?;
     let r = bench::scale(
         &kafka,
@@ -298,7 +318,7 @@ async fn bench_scale(args: landfall::cli::BenchScaleArgs) -> anyhow::Result<()> 
     write_json(args.common.json, &r)
 }
 
-async fn bench_produce(args: landfall::cli::BenchProduceArgs) -> anyhow::Result<()> {
+async fn bench_produce(args: landfall::cli::BenchProduceArgs) -> Result<()> {
     let kafka = config::kafka_only(&args.common.kafka)?;
     let report = bench::produce(
         &kafka,
@@ -320,13 +340,13 @@ async fn bench_produce(args: landfall::cli::BenchProduceArgs) -> anyhow::Result<
 }
 
 /// Writes a benchmark's figures as JSON, if a path was given.
-fn write_json(
-    path: Option<std::path::PathBuf>,
-    value: &impl serde::Serialize,
-) -> anyhow::Result<()> {
+fn write_json(path: Option<std::path::PathBuf>, value: &impl serde::Serialize) -> Result<()> {
     if let Some(path) = path {
-        let json = serde_json::to_vec_pretty(value)?;
-        std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+        let json = serde_json::to_vec_pretty(value).context("encoding the figures")?;
+        std::fs::write(&path, json).map_err(|e| Error::Other {
+            what: "writing the figures",
+            detail: format!("{}: {e}", path.display()),
+        })?;
         println!("figures written to {}", path.display());
     }
     Ok(())

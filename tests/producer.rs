@@ -256,7 +256,7 @@ fn bad_configuration_is_named_and_fails_fast() {
             "--count",
             "1",
         ],
-        1,
+        3,
         "could not reach Kafka at 127.0.0.1:1",
     );
 }

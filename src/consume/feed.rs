@@ -166,9 +166,7 @@ impl Feed {
         let sent = f.to_worker.as_ref().map(|tx| tx.send(batch));
         if !matches!(sent, Some(Ok(()))) {
             lock(&self.progress.0).pending -= 1;
-            return Err(PipelineError::Recovery(
-                "the pipeline worker has stopped".into(),
-            ));
+            return Err(PipelineError::WorkerStopped);
         }
         Ok(())
     }

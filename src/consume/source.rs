@@ -417,7 +417,10 @@ impl Session {
                 Offset::Beginning
             };
             tpl.set_partition_offset(elem.topic(), elem.partition(), start)
-                .map_err(|e| PipelineError::Recovery(e.to_string()))?;
+                .map_err(|source| PipelineError::StartOffset {
+                    partition: elem.partition(),
+                    source,
+                })?;
             ctx.ends.forget(elem.partition());
             pipeline.assign(elem.partition(), st);
         }
@@ -427,7 +430,7 @@ impl Session {
         } else {
             self.consumer.assign(tpl)
         };
-        assigned.map_err(|e| PipelineError::Recovery(format!("assigning partitions: {e}")))?;
+        assigned.map_err(PipelineError::Assign)?;
         metrics::consumer().process.set_ready(true);
         Ok(())
     }
@@ -448,9 +451,7 @@ impl Session {
                 }
             }
         }
-        Err(PipelineError::Recovery(
-            "could not fetch the group's committed offsets from Kafka".into(),
-        ))
+        Err(PipelineError::CommittedOffsetsUnavailable)
     }
 
     /// Checkpoints and commits what was processed of revoked partitions (see
@@ -538,13 +539,7 @@ impl PollNotes {
                     // retention, and the error says which it was.
                     let topic = &consumer.context().topic;
                     check_topic_id(consumer.client(), topic, topic_id)?;
-                    return Err(PipelineError::Recovery(format!(
-                        "the committed offset is no longer in the log ({e}); the records between it \
-                         and the log start were deleted by retention before they landed. Landfall \
-                         does not reset silently: reset the group's offsets explicitly \
-                         (kafka-consumer-groups --reset-offsets) to accept the loss"
-                    ))
-                    .into());
+                    return Err(PipelineError::OffsetGone(e).into());
                 }
                 if let Some((_, reason)) = consumer.client().fatal_error() {
                     return Err(ConsumeError::KafkaFatal(reason));

@@ -85,8 +85,36 @@ pub enum PipelineError {
     State(#[from] StateError),
     #[error("committing offsets to Kafka kept failing for {limit_secs} s: {0}", limit_secs = COMMIT_FAILURE_LIMIT.as_secs())]
     Commit(rdkafka::error::KafkaError),
-    #[error("{0}")]
-    Recovery(String),
+    #[error(
+        "partition {partition} of {topic} has committed offset {offset} in group {group:?} but \
+         its metadata {meta:?} was not written by Landfall; refusing to guess a restart point \
+         (use a new --group)"
+    )]
+    ForeignCommit {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        group: String,
+        meta: String,
+    },
+    #[error("could not fetch the group's committed offsets from Kafka")]
+    CommittedOffsetsUnavailable,
+    #[error("setting where partition {partition} starts: {source}")]
+    StartOffset {
+        partition: i32,
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("assigning partitions: {0}")]
+    Assign(rdkafka::error::KafkaError),
+    #[error(
+        "the committed offset is no longer in the log ({0}); the records between it and the log \
+         start were deleted by retention before they landed. Landfall does not reset silently: \
+         reset the group's offsets explicitly (kafka-consumer-groups --reset-offsets) to accept \
+         the loss"
+    )]
+    OffsetGone(rdkafka::error::KafkaError),
+    #[error("the pipeline worker has stopped")]
+    WorkerStopped,
     #[error(transparent)]
     Identity(Box<IdentityError>),
     #[error("the pipeline worker panicked: {0}; nothing was committed past the last landed file")]

@@ -17,12 +17,13 @@ impl Pipeline {
             None => None,
             Some((offset, meta)) => {
                 let parsed = CommitPoint::parse_metadata(&meta).ok_or_else(|| {
-                    PipelineError::Recovery(format!(
-                        "partition {partition} of {topic} has committed offset {offset} in group {:?} \
-                         but its metadata {meta:?} was not written by Landfall; refusing to guess a \
-                         restart point (use a new --group)",
-                        self.cfg.group
-                    ))
+                    PipelineError::ForeignCommit {
+                        topic: topic.clone(),
+                        partition,
+                        offset,
+                        group: self.cfg.group.clone(),
+                        meta: meta.clone(),
+                    }
                 })?;
                 replaced = self.check_commit(partition, &parsed)?;
                 Some(CommitPoint {
