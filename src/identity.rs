@@ -247,34 +247,7 @@ impl Identity {
                 return differs("window settings", sig, self.settings.signature());
             }
         }
-        if let FileKind::Window { start_ms, end_ms } = want.kind {
-            let span = (int("window_start_ms"), int("window_end_ms"));
-            if span != (Some(start_ms), Some(end_ms)) {
-                return differs(
-                    "window",
-                    &format!(
-                        "[{}, {})",
-                        show(footer.get("window_start_ms")),
-                        show(footer.get("window_end_ms"))
-                    ),
-                    format!("[{start_ms}, {end_ms})"),
-                );
-            }
-        }
-        if int("close_offset") != Some(want.close_offset) {
-            return differs(
-                "close offset",
-                &show(footer.get("close_offset")),
-                want.close_offset.to_string(),
-            );
-        }
-        if int("first_offset").is_none_or(|f| f > want.first_offset) {
-            return differs(
-                "first offset",
-                &show(footer.get("first_offset")),
-                format!("at most {}", want.first_offset),
-            );
-        }
+        check_place(footer, want)?;
         match footer.get(keys::CAMPAIGNS) {
             Some(sha) if sha == self.campaigns_sha256 || table_change_accepted => Ok(()),
             found => differs(
@@ -284,6 +257,48 @@ impl Identity {
             ),
         }
     }
+}
+
+/// Where a found file sits in the log: its window, and the offsets it covers.
+fn check_place(footer: &Footer, want: &Expected) -> Result<(), Mismatch> {
+    let differs = |what, found: &str, expected: String| {
+        Err(Mismatch {
+            what,
+            found: found.to_string(),
+            expected,
+        })
+    };
+    let show = |v: Option<&str>| v.map_or("missing".to_string(), |v| format!("{v:?}"));
+    let int = |key: &str| footer.int(key);
+    if let FileKind::Window { start_ms, end_ms } = want.kind {
+        let span = (int("window_start_ms"), int("window_end_ms"));
+        if span != (Some(start_ms), Some(end_ms)) {
+            return differs(
+                "window",
+                &format!(
+                    "[{}, {})",
+                    show(footer.get("window_start_ms")),
+                    show(footer.get("window_end_ms"))
+                ),
+                format!("[{start_ms}, {end_ms})"),
+            );
+        }
+    }
+    if int("close_offset") != Some(want.close_offset) {
+        return differs(
+            "close offset",
+            &show(footer.get("close_offset")),
+            want.close_offset.to_string(),
+        );
+    }
+    if int("first_offset").is_none_or(|f| f > want.first_offset) {
+        return differs(
+            "first offset",
+            &show(footer.get("first_offset")),
+            format!("at most {}", want.first_offset),
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

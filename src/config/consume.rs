@@ -67,7 +67,7 @@ pub fn consume_config(args: &ConsumeArgs) -> Result<ConsumeConfig, ConfigError> 
         kafka,
         group: args.group.clone(),
         instance_id: args.instance_id.clone().filter(|s| !s.trim().is_empty()),
-        assignment_strategy: args.assignment_strategy,
+        assignment_strategy: args.assignment_strategy.into(),
         campaigns: args.campaigns.clone(),
         output_dir: args.output_dir.clone(),
         rejects_dir: args.rejects_dir.clone(),

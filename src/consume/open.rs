@@ -13,7 +13,6 @@ use tracing::info;
 
 use super::feed::Feed;
 use super::source::{ConsumeError, SourceContext};
-use crate::cli::AssignmentStrategy;
 use crate::consume::enrich::CampaignTable;
 use crate::consume::pipeline::{ConsumeConfig, Pipeline, PipelineError};
 use crate::consume::sink::marker;
@@ -54,7 +53,7 @@ pub(super) fn open(cfg: &ConsumeConfig) -> Result<Opened, ConsumeError> {
     )));
     let feed = Feed::start(pipeline.clone()).map_err(ConsumeError::Worker)?;
     let topic = cfg.kafka.topic.clone();
-    let cooperative = cfg.assignment_strategy == AssignmentStrategy::CooperativeSticky;
+    let cooperative = cfg.assignment_strategy.cooperative();
     let consumer: BaseConsumer<SourceContext> =
         consumer_config(cfg).create_with_context(SourceContext::new(topic.clone(), cooperative))?;
     wait_for_topic(consumer.client(), &cfg.kafka)?;

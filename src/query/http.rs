@@ -60,7 +60,9 @@ fn bad_request(bad: &[BadFilter]) -> Response {
     )
 }
 
-async fn answer(dir: &Arc<PathBuf>, query_string: &str) -> Response {
+/// The parameters `/windows` takes, each at most once: from, to, network, campaign, format.
+/// Anything else, or a repeated one, is a bad parameter.
+fn parameters(query_string: &str) -> ([Option<String>; 5], Vec<BadFilter>) {
     const NAMES: [&str; 5] = ["from", "to", "network", "campaign", "format"];
     let mut given: [Option<String>; 5] = Default::default();
     let mut bad = Vec::new();
@@ -79,6 +81,11 @@ async fn answer(dir: &Arc<PathBuf>, query_string: &str) -> Response {
             }),
         }
     }
+    (given, bad)
+}
+
+async fn answer(dir: &Arc<PathBuf>, query_string: &str) -> Response {
+    let (given, mut bad) = parameters(query_string);
     let [from, to, network, campaign, format] = given;
     let csv = match format.as_deref().map(str::trim) {
         None | Some("") | Some("json") => false,

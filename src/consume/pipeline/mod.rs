@@ -38,7 +38,7 @@ pub struct ConsumeConfig {
     pub kafka: KafkaSettings,
     pub group: String,
     pub instance_id: Option<String>,
-    pub assignment_strategy: crate::cli::AssignmentStrategy,
+    pub assignment_strategy: crate::ops::kafka::AssignmentStrategy,
     pub campaigns: PathBuf,
     pub output_dir: PathBuf,
     pub rejects_dir: PathBuf,

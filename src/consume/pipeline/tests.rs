@@ -10,7 +10,7 @@ fn config(root: &std::path::Path) -> ConsumeConfig {
         },
         group: "g".into(),
         instance_id: None,
-        assignment_strategy: crate::cli::AssignmentStrategy::CooperativeSticky,
+        assignment_strategy: crate::ops::kafka::AssignmentStrategy::CooperativeSticky,
         campaigns: root.join("campaigns.csv"),
         output_dir: root.join("report"),
         rejects_dir: root.join("rejects"),

@@ -18,6 +18,34 @@ pub use ends::{stable_end, EndTracking, PartitionEnds};
 pub use scan::{committed_offsets, scan, topic_id_now, ScanError, Scanned};
 pub use topic_id::{current_topic_id, topic_id, TopicIdLookup};
 
+/// How a group spreads partitions over its members (librdkafka's
+/// `partition.assignment.strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssignmentStrategy {
+    /// Incremental: a rebalance moves only the partitions that change owner.
+    CooperativeSticky,
+    /// Eager: every rebalance revokes every partition first.
+    Range,
+    /// Eager, round robin.
+    RoundRobin,
+}
+
+impl AssignmentStrategy {
+    /// The value librdkafka takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssignmentStrategy::CooperativeSticky => "cooperative-sticky",
+            AssignmentStrategy::Range => "range",
+            AssignmentStrategy::RoundRobin => "roundrobin",
+        }
+    }
+
+    /// Whether the group uses the incremental (cooperative) rebalance protocol.
+    pub fn cooperative(self) -> bool {
+        self == AssignmentStrategy::CooperativeSticky
+    }
+}
+
 /// Client context that routes librdkafka's errors into our logs, minus the end-of-partition
 /// "errors", which readers that set `enable.partition.eof` expect and handle.
 #[derive(Debug, Default, Clone, Copy)]

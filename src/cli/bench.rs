@@ -1,0 +1,107 @@
+//! `landfall bench` and its measurements.
+
+use clap::{Args, Subcommand};
+
+use super::KafkaArgs;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Everything in one run: producer (bare versus transactional) and consumer drain (bare,
+    /// exactly-once, no durability); one table, the ratios, one JSON file.
+    All(BenchAllArgs),
+    /// Producer throughput: bare rdkafka versus `landfall produce`, same records, one run.
+    Produce(BenchProduceArgs),
+    /// Consumer drain: bare rdkafka versus `landfall consume`, with and without durability.
+    Consume(BenchConsumeArgs),
+    /// Scale-out: the same topic drained by 1, 2, … instances in one group.
+    Scale(BenchScaleArgs),
+}
+
+/// What every benchmark takes: the broker, the topics' partitions, and where to write JSON.
+#[derive(Debug, Clone, Args)]
+pub struct BenchCommon {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Partitions of the benchmark topics.
+    #[arg(long, env = "LANDFALL_BENCH_PARTITIONS", default_value_t = 6)]
+    pub partitions: i32,
+
+    /// Write the figures as JSON to this file.
+    #[arg(long, env = "LANDFALL_BENCH_JSON")]
+    pub json: Option<std::path::PathBuf>,
+}
+
+/// How the transactional producer is run in a producer measurement.
+#[derive(Debug, Clone, Args)]
+pub struct BenchProducer {
+    /// Records per transaction for the transactional producer.
+    #[arg(long, env = "LANDFALL_TXN_SIZE", default_value_t = 1000)]
+    pub txn_size: usize,
+
+    /// Transactional producers side by side in the landfall measurement.
+    #[arg(long, env = "LANDFALL_PRODUCERS", default_value_t = 4)]
+    pub producers: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchAllArgs {
+    #[command(flatten)]
+    pub common: BenchCommon,
+
+    /// Events per measurement.
+    #[arg(long, env = "LANDFALL_BENCH_EVENTS", default_value_t = 5_000_000)]
+    pub events: u64,
+
+    #[command(flatten)]
+    pub producer: BenchProducer,
+
+    /// Scratch directory for the consumers' output (removed afterwards).
+    #[arg(long, env = "LANDFALL_BENCH_DIR", default_value = "target/bench")]
+    pub work_dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchConsumeArgs {
+    #[command(flatten)]
+    pub common: BenchCommon,
+
+    /// Events to pre-load.
+    #[arg(long, env = "LANDFALL_BENCH_EVENTS", default_value_t = 2_000_000)]
+    pub events: u64,
+
+    /// Scratch directory for the consumers' output (removed afterwards).
+    #[arg(long, env = "LANDFALL_BENCH_DIR", default_value = "target/bench")]
+    pub work_dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchScaleArgs {
+    #[command(flatten)]
+    pub common: BenchCommon,
+
+    /// Events to pre-load.
+    #[arg(long, env = "LANDFALL_BENCH_EVENTS", default_value_t = 2_000_000)]
+    pub events: u64,
+
+    /// Instance counts to measure, in turn.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub instances: Vec<usize>,
+
+    /// Scratch directory for the consumers' output (removed afterwards).
+    #[arg(long, env = "LANDFALL_BENCH_DIR", default_value = "target/bench")]
+    pub work_dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchProduceArgs {
+    #[command(flatten)]
+    pub common: BenchCommon,
+
+    /// Records to send in each measurement.
+    #[arg(long, env = "LANDFALL_BENCH_EVENTS", default_value_t = 1_000_000)]
+    pub events: u64,
+
+    #[command(flatten)]
+    pub producer: BenchProducer,
+}

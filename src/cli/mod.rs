@@ -1,0 +1,203 @@
+//! The command line: raw settings as the user typed them (flag, then environment variable, then
+//! default). `config` validates them into typed configurations.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+mod bench;
+mod consume;
+mod produce;
+
+pub use bench::*;
+pub use consume::*;
+pub use produce::*;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "landfall",
+    version,
+    about = "Exactly-once stream processor: Kafka ad-view events to one-minute Parquet windows"
+)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, env = "LANDFALL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate random view events and write them to Kafka in transactions.
+    Produce(ProduceArgs),
+    /// Read the topic exactly once into one-minute windows landed as Parquet files.
+    Consume(ConsumeArgs),
+    /// Print the finalized windows, merged across partitions; filter by time, network, campaign.
+    Windows(WindowsArgs),
+    /// Serve GET /windows (the same answers as `windows`, in JSON or CSV) and /healthz over HTTP.
+    Serve(ServeArgs),
+    /// Show what a read_committed reader sees in the topic: counts and the first records.
+    Peek(PeekArgs),
+    /// Audit the output against the topic: every committed record in exactly one window file
+    /// or in the rejects. Exit 0 clean, 1 discrepancies, 2 bad usage.
+    Verify(VerifyArgs),
+    /// Benchmarks against a running broker; they print figures and ratios.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// Where Kafka is. The original project's variable names keep working.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers [env: LANDFALL_BROKERS, or BOOTSTRAP_SERVERS] [default: 127.0.0.1:9092]
+    #[arg(long)]
+    pub brokers: Option<String>,
+
+    /// Topic of view events [env: LANDFALL_TOPIC, or TOPIC_NAME] [default: view-log-events-1]
+    #[arg(long)]
+    pub topic: Option<String>,
+
+    /// How long start-up waits for a reachable broker, in seconds.
+    #[arg(
+        long,
+        env = "LANDFALL_CONNECT_TIMEOUT_SECS",
+        default_value_t = 30,
+        value_name = "SECS"
+    )]
+    pub connect_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WindowsArgs {
+    /// Report directory to read.
+    #[arg(long, env = "LANDFALL_OUTPUT_DIR", default_value = "data/views_report")]
+    pub output_dir: std::path::PathBuf,
+
+    /// Windows starting at or after this time: RFC 3339, "YYYY-MM-DD[ HH:MM[:SS]]" (UTC), now,
+    /// or before now, like -1h, -15m, -2d [default: the first window]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub from: Option<String>,
+
+    /// Windows starting before this time (exclusive); same forms as --from [default: no end]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub to: Option<String>,
+
+    /// Only this network id.
+    #[arg(long, value_name = "ID")]
+    pub network: Option<String>,
+
+    /// Only this campaign id.
+    #[arg(long, value_name = "ID")]
+    pub campaign: Option<String>,
+
+    /// Output: a table like Spark's show(), CSV with a header, or JSON (an array of objects
+    /// named like the Parquet columns, timestamps in RFC 3339).
+    #[arg(long, value_enum, default_value_t = WindowsFormat::Table)]
+    pub format: WindowsFormat,
+
+    /// How many rows the table prints (0 for all); csv and json print every row.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+
+    /// Print what the query read and skipped (directories, files, row groups, rows) on stderr.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WindowsFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Report directory to answer from.
+    #[arg(long, env = "LANDFALL_OUTPUT_DIR", default_value = "data/views_report")]
+    pub output_dir: std::path::PathBuf,
+
+    /// Serve /windows and /healthz on this address.
+    #[arg(
+        long,
+        env = "LANDFALL_HTTP_ADDR",
+        value_name = "HOST:PORT",
+        default_value = "127.0.0.1:9466"
+    )]
+    pub http_addr: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PeekArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// How many records to print.
+    #[arg(long, env = "LANDFALL_PEEK_LIMIT", default_value_t = 5)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Report directory to audit.
+    #[arg(long, env = "LANDFALL_OUTPUT_DIR", default_value = "data/views_report")]
+    pub output_dir: std::path::PathBuf,
+
+    /// Rejects dataset to audit.
+    #[arg(long, env = "LANDFALL_REJECTS_DIR", default_value = "data/rejects")]
+    pub rejects_dir: std::path::PathBuf,
+
+    /// Consumer group that wrote the output. Its committed offsets are checked (nothing below
+    /// them may be unlanded), and its commit metadata supplies the window settings.
+    #[arg(long, env = "LANDFALL_GROUP")]
+    pub group: Option<String>,
+
+    /// Window size in seconds [default: the group's, else 60].
+    #[arg(long, allow_negative_numbers = true)]
+    pub window_secs: Option<i64>,
+
+    /// Allowed lateness in seconds [default: the group's, else 60].
+    #[arg(long, allow_negative_numbers = true)]
+    pub allowed_lateness_secs: Option<i64>,
+
+    /// Maximum future skew in seconds [default: the group's, else 300].
+    #[arg(long, allow_negative_numbers = true)]
+    pub max_future_skew_secs: Option<i64>,
+
+    /// Maximum view duration in seconds [default: the group's, else 86400].
+    #[arg(long, allow_negative_numbers = true)]
+    pub max_duration_secs: Option<i64>,
+
+    /// Audit only records below these offsets, as `partition:offset,...` [default: the end
+    /// of each partition when the audit starts].
+    #[arg(long, value_name = "P:OFFSET,...")]
+    pub until: Option<String>,
+
+    /// Give up if the log cannot be read to its end within this many seconds (an open
+    /// transaction holds read_committed readers back).
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub timeout_secs: u64,
+
+    /// Report format on stdout.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+
+    /// Discrepancies listed per kind in the text report.
+    #[arg(long, default_value_t = 20)]
+    pub max_listed: usize,
+}
