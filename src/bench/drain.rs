@@ -1,0 +1,187 @@
+//! The drain benchmark: a pre-loaded topic drained by a bare consumer, by `landfall consume`,
+//! and by `landfall consume` without durability.
+
+use super::*;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConsumeReport {
+    pub events: u64,
+    pub partitions: i32,
+    pub bare: Measurement,
+    pub landfall: Measurement,
+    pub landfall_no_durability: Measurement,
+    /// landfall over bare, events/s.
+    pub drain_ratio: f64,
+    /// exactly-once over no-durability, events/s.
+    pub eos_ratio: f64,
+    pub consume_events_per_sec: f64,
+    pub consumer_peak_rss_mb: f64,
+    pub no_durability_peak_rss_mb: f64,
+}
+
+/// Drain benchmark: pre-loads a topic, then drains it with a bare read_committed consumer that
+/// only counts bytes, with `landfall consume --exit-on-idle`, and with the same minus fsync,
+/// state flushes and commits.
+pub async fn consume(
+    kafka: &KafkaSettings,
+    events: u64,
+    partitions: i32,
+    work_dir: &std::path::Path,
+) -> Result<ConsumeReport, BenchError> {
+    let run_id = run_id();
+    let topic = bench_topic(kafka, "drain", &run_id);
+    create_topic(&topic, partitions, 1).await?;
+    let cfg = load_config(&topic, events, 10_000, 10, &run_id);
+    let work = work_dir.join(format!("bench-{run_id}"));
+    tokio::task::spawn_blocking(move || {
+        let loaded = producer::run(&cfg, &CancellationToken::new())?;
+        let bytes = loaded.bytes_committed;
+        let bare = measure("bare rdkafka consumer (count bytes)", || {
+            let n = bare_drain(&topic)?;
+            Ok::<_, BenchError>((n.0, n.1))
+        })?;
+        let landfall_run = |name: &str, extra: &[&str]| -> Result<(Measurement, f64), BenchError> {
+            let dir = work.join(name);
+            let mut args = consume_args(&topic, &format!("bench-{name}-{run_id}"), &dir, "state");
+            args.extend(extra.iter().map(|s| s.to_string()));
+            let broker0 = broker_cpu_secs();
+            let (wall, cpu, rss) = run_child(&args)?;
+            let broker = broker0.zip(broker_cpu_secs()).map(|(a, b)| b - a);
+            let _ = std::fs::remove_dir_all(&dir);
+            Ok((
+                Measurement {
+                    name: format!(
+                        "landfall consume{}",
+                        if extra.is_empty() {
+                            ""
+                        } else {
+                            " (no fsync/commit)"
+                        }
+                    ),
+                    events,
+                    bytes,
+                    wall_secs: wall,
+                    cpu_secs: cpu,
+                    broker_cpu_secs: broker,
+                },
+                rss,
+            ))
+        };
+        let (landfall, rss) = landfall_run("eos", &[])?;
+        let (fast, fast_rss) = landfall_run("nodur", &["--unsafe-no-durability"])?;
+        // The first drain after loading runs against a cold broker; drain bare again and keep
+        // the faster of the two, so the ratio is not flattered by a slow baseline.
+        let again = measure("bare rdkafka consumer (count bytes)", || {
+            let n = bare_drain(&topic)?;
+            Ok::<_, BenchError>((n.0, n.1))
+        })?;
+        let bare = if again.events_per_sec() > bare.events_per_sec() {
+            again
+        } else {
+            bare
+        };
+        let _ = std::fs::remove_dir_all(&work);
+        Ok(ConsumeReport {
+            events,
+            partitions,
+            drain_ratio: landfall.events_per_sec() / bare.events_per_sec(),
+            eos_ratio: landfall.events_per_sec() / fast.events_per_sec(),
+            consume_events_per_sec: landfall.events_per_sec(),
+            consumer_peak_rss_mb: rss,
+            no_durability_peak_rss_mb: fast_rss,
+            bare,
+            landfall,
+            landfall_no_durability: fast,
+        })
+    })
+    .await
+    .map_err(|e| BenchError::Thread(e.to_string()))?
+}
+
+/// `landfall consume --exit-on-idle` over `topic` for `group`, into `dir` (its state in
+/// `dir/<state>`).
+pub(super) fn consume_args(
+    topic: &KafkaSettings,
+    group: &str,
+    dir: &std::path::Path,
+    state: &str,
+) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "consume",
+        "--brokers",
+        &topic.brokers,
+        "--topic",
+        &topic.topic,
+        "--group",
+        group,
+        "--exit-on-idle",
+        "--idle-timeout-secs",
+        "0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for (flag, sub) in [
+        ("--output-dir", "report"),
+        ("--rejects-dir", "rejects"),
+        ("--state-dir", state),
+    ] {
+        args.push(flag.into());
+        args.push(dir.join(sub).to_string_lossy().into_owned());
+    }
+    args
+}
+
+/// Reads every partition from the beginning to its end with read_committed, counting records
+/// and bytes and nothing else.
+fn bare_drain(topic: &KafkaSettings) -> Result<(u64, u64), BenchError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer<crate::ops::kafka::QuietEof> = topic
+        .client_config()
+        .set("group.id", format!("bench-bare-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "100")
+        // The same fetch settings as `landfall consume`, so only the work differs.
+        .set("fetch.queue.backoff.ms", "5")
+        .create_with_context(crate::ops::kafka::QuietEof)?;
+    let n = crate::ops::kafka::wait_for_topic(consumer.client(), topic)?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..n as i32 {
+        tpl.add_partition_offset(&topic.topic, p, rdkafka::Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut done = vec![false; n];
+    let mut eof = vec![false; n];
+    let topic_name = topic.topic.clone();
+    let (mut records, mut bytes) = (0u64, 0u64);
+    while done.iter().any(|d| !d) {
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {
+                for (p, d) in done.iter_mut().enumerate() {
+                    if eof[p] && !*d {
+                        let ends = crate::ops::kafka::PartitionEnds::default();
+                        *d = crate::ops::kafka::stable_end(
+                            &consumer,
+                            &topic_name,
+                            p as i32,
+                            &ends,
+                            0,
+                        )
+                        .is_some();
+                    }
+                }
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => eof[p as usize] = true,
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(m)) => {
+                eof[m.partition() as usize] = false;
+                records += 1;
+                bytes += (m.payload_len() + m.key().map_or(0, |k| k.len())) as u64;
+            }
+        }
+    }
+    Ok((records, bytes))
+}
