@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 
 use rdkafka::message::{BorrowedMessage, Message};
 
-use crate::consume::pipeline::{Pipeline, PipelineError, Record};
+use crate::consume::pipeline::{ConsumedRecord, Pipeline, PipelineError};
 
 /// Records per batch: large enough that the hand-off costs little per record, small enough
 /// that a drain waits for little.
@@ -70,9 +70,9 @@ impl Batch {
         self.records.clear();
     }
 
-    fn records(&self) -> impl Iterator<Item = Record<'_>> {
+    fn records(&self) -> impl Iterator<Item = ConsumedRecord<'_>> {
         let slice = |r: &Option<Range<usize>>| r.clone().map(|r| &self.bytes[r]);
-        self.records.iter().map(move |m| Record {
+        self.records.iter().map(move |m| ConsumedRecord {
             partition: m.partition,
             offset: m.offset,
             key: slice(&m.key),

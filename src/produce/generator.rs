@@ -64,7 +64,7 @@ impl InvalidKind {
 
 /// One record ready for Kafka.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
+pub struct ProducedRecord {
     pub key: Vec<u8>,
     pub value: Vec<u8>,
     /// The Kafka record timestamp: the (possibly simulated) clock at generation.
@@ -129,7 +129,7 @@ impl Generator {
     }
 
     /// Makes the next record, as of `now_ms`.
-    pub fn next_record(&mut self, now_ms: i64) -> Record {
+    pub fn next_record(&mut self, now_ms: i64) -> ProducedRecord {
         let mut bytes = [0u8; 16];
         self.rng.fill(&mut bytes);
         let view_id = uuid::Builder::from_random_bytes(bytes)
@@ -175,7 +175,7 @@ impl Generator {
             RecordKind::Invalid(k) => self.write_invalid(k, &mut event, now_ms),
             _ => event.write_json(&mut self.json),
         }
-        Record {
+        ProducedRecord {
             key: event.view_id.into_bytes(),
             value: self.json.clone(),
             timestamp_ms: now_ms,

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::ops::kafka::{wait_for_topic, KafkaSettings, KafkaSetupError};
-use crate::produce::generator::{Generator, GeneratorConfig, Record};
+use crate::produce::generator::{Generator, GeneratorConfig, ProducedRecord};
 
 /// Where "now" comes from for generated events.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,7 +81,7 @@ pub enum ProduceError {
 /// One transaction's worth of records and whether the plan aborts it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
-    pub records: Vec<Record>,
+    pub records: Vec<ProducedRecord>,
     pub abort: bool,
 }
 
@@ -115,7 +115,7 @@ impl TxnPlan {
         }
     }
 
-    pub fn next_record(&mut self) -> Record {
+    pub fn next_record(&mut self) -> ProducedRecord {
         let now = self.now_ms();
         self.generated += 1;
         self.generator.next_record(now)
@@ -201,7 +201,7 @@ pub fn producer_config(kafka: &KafkaSettings) -> rdkafka::ClientConfig {
 pub fn send_records<C: ProducerContext<DeliveryOpaque = ()>>(
     producer: &ThreadedProducer<C>,
     topic: &str,
-    records: &[Record],
+    records: &[ProducedRecord],
 ) -> Result<(), KafkaError> {
     for r in records {
         let mut rec = BaseRecord::to(topic)
@@ -472,7 +472,7 @@ fn abort<C: ProducerContext>(producer: &ThreadedProducer<C>) -> Result<(), Produ
 fn finish_txn<C: ProducerContext<DeliveryOpaque = ()>>(
     producer: &ThreadedProducer<C>,
     cfg: &ProduceConfig,
-    batch: &[Record],
+    batch: &[ProducedRecord],
     planned_abort: bool,
     summary: &mut ProduceSummary,
 ) -> Result<bool, ProduceError> {

@@ -14,7 +14,7 @@ pub(super) fn rfc3339(us: i64) -> String {
         .unwrap_or_else(|| format!("{us}us"))
 }
 
-/// The fields of [`Record`], in order; the table shows the first seven.
+/// The fields of [`JsonRow`], in order; the table shows the first seven.
 const COLUMNS: [&str; 11] = [
     "window_start",
     "window_end",
@@ -32,7 +32,7 @@ const COLUMNS: [&str; 11] = [
 /// One merged row in the Parquet files' column names and units (seconds), plus how many
 /// partition files it merges. Durations are exact: milliseconds over 1000 print exactly.
 #[derive(Debug, Serialize)]
-struct Record<'a> {
+struct JsonRow<'a> {
     window_start: String,
     window_end: String,
     network_id: Option<i64>,
@@ -46,10 +46,10 @@ struct Record<'a> {
     files: u32,
 }
 
-fn record(w: &WindowRow) -> Record<'_> {
+fn record(w: &WindowRow) -> JsonRow<'_> {
     let r = &w.row;
     let secs = |ms: i64| ms as f64 / 1000.0;
-    Record {
+    JsonRow {
         window_start: rfc3339(r.window_start_us),
         window_end: rfc3339(r.window_end_us),
         network_id: r.network_id,

@@ -203,9 +203,9 @@ pub struct RejectRow {
     pub value: Option<Vec<u8>>,
 }
 
-/// A landed file: its path, footer and rows.
+/// A landed file as read back: its path, footer and rows.
 #[derive(Debug, Clone)]
-pub struct Landed<R> {
+pub struct ReadBack<R> {
     pub path: PathBuf,
     pub footer: Footer,
     pub rows: Vec<R>,
@@ -265,7 +265,7 @@ fn typed<'b, T: 'b>(
 }
 
 /// Reads one window file.
-pub fn read_window_file(path: &Path) -> Result<Landed<WindowFileRow>, ReadError> {
+pub fn read_window_file(path: &Path) -> Result<ReadBack<WindowFileRow>, ReadError> {
     read_window_file_where(path, |_, _| None)
 }
 
@@ -274,14 +274,14 @@ pub fn read_window_file(path: &Path) -> Result<Landed<WindowFileRow>, ReadError>
 pub fn read_window_file_where(
     path: &Path,
     choose: impl FnOnce(&Footer, &ParquetMetaData) -> Option<Vec<usize>>,
-) -> Result<Landed<WindowFileRow>, ReadError> {
+) -> Result<ReadBack<WindowFileRow>, ReadError> {
     guarded(path, || {
         let (footer, batches) = read_batches(path, choose)?;
         let mut rows = Vec::new();
         for b in &batches {
             window_rows(path, b, &mut rows)?;
         }
-        Ok(Landed {
+        Ok(ReadBack {
             path: path.to_path_buf(),
             footer,
             rows,
@@ -350,14 +350,14 @@ fn window_rows(
 }
 
 /// Reads one reject file.
-pub fn read_reject_file(path: &Path) -> Result<Landed<RejectRow>, ReadError> {
+pub fn read_reject_file(path: &Path) -> Result<ReadBack<RejectRow>, ReadError> {
     guarded(path, || {
         let (footer, batches) = read_batches(path, |_, _| None)?;
         let mut rows = Vec::new();
         for b in &batches {
             reject_rows(path, b, &mut rows)?;
         }
-        Ok(Landed {
+        Ok(ReadBack {
             path: path.to_path_buf(),
             footer,
             rows,

@@ -168,7 +168,7 @@ pub struct Pipeline {
 pub const COMMIT_FAILURE_LIMIT: Duration = Duration::from_secs(120);
 
 /// One Kafka record, borrowed.
-pub struct Record<'a> {
+pub struct ConsumedRecord<'a> {
     pub partition: i32,
     pub offset: i64,
     pub key: Option<&'a [u8]>,
@@ -285,13 +285,13 @@ impl Pipeline {
     }
 
     /// Processes one record. After an error the pipeline is poisoned: see `checkpoint`.
-    pub fn handle(&mut self, r: Record<'_>) -> Result<(), PipelineError> {
+    pub fn handle(&mut self, r: ConsumedRecord<'_>) -> Result<(), PipelineError> {
         let result = self.handle_record(r);
         self.poisoned |= result.is_err();
         result
     }
 
-    fn handle_record(&mut self, r: Record<'_>) -> Result<(), PipelineError> {
+    fn handle_record(&mut self, r: ConsumedRecord<'_>) -> Result<(), PipelineError> {
         self.repeat_idle_closes(r.partition, r.offset)?;
         let limits = self.cfg.limits();
         let Some(st) = self.parts.get_mut(&r.partition) else {
@@ -424,7 +424,7 @@ impl Pipeline {
 
 /// A record bound for the rejects, kept whole.
 fn reject_record(
-    r: &Record<'_>,
+    r: &ConsumedRecord<'_>,
     reason: RejectReason,
     detail: String,
     event_ms: Option<i64>,
@@ -448,7 +448,7 @@ fn count_event(
     st: &mut PartitionState,
     totals: &mut Totals,
     table: &CampaignTable,
-    r: &Record<'_>,
+    r: &ConsumedRecord<'_>,
     ev: &ViewEvent,
     progress_before: &Progress,
 ) -> Vec<ClosedWindow> {

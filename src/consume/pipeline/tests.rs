@@ -65,7 +65,7 @@ fn value(end_secs: Option<i64>) -> Vec<u8> {
 
 fn feed(p: &mut Pipeline, log: &[Vec<u8>], from: usize, to: usize) {
     for (o, v) in log.iter().enumerate().take(to).skip(from) {
-        p.handle(Record {
+        p.handle(ConsumedRecord {
             partition: 0,
             offset: o as i64,
             key: None,

@@ -28,7 +28,10 @@ impl Audit<'_> {
         Ok(())
     }
 
-    fn load_window_file(&mut self, file: crate::readback::Landed<crate::readback::WindowFileRow>) {
+    fn load_window_file(
+        &mut self,
+        file: crate::readback::ReadBack<crate::readback::WindowFileRow>,
+    ) {
         let topic = self.cfg.kafka.topic.clone();
         let (path, f) = (file.path, file.footer);
         if f.get("topic") != Some(topic.as_str()) {
