@@ -48,14 +48,7 @@ impl Audit<'_> {
         let (Some(p), Some(start_ms), Some(end_ms), Some(first), Some(close)) = fields else {
             let detail =
                 "not a Landfall window file: its footer lacks the landfall.* provenance keys";
-            self.flag(
-                "unreadable_file",
-                -1,
-                None,
-                None,
-                Some(&path),
-                detail.into(),
-            );
+            self.flag_unreadable(&path, detail.into());
             return;
         };
         let p = p as i32;

@@ -195,19 +195,17 @@ impl<'a> Audit<'a> {
         }
     }
 
+    /// `path` is not a file the audit can use: named, with why.
+    fn flag_unreadable(&mut self, path: &Path, detail: String) {
+        self.flag("unreadable_file", -1, None, None, Some(path), detail);
+    }
+
     /// A file that cannot be read is a discrepancy that names it, never the end of the audit.
     fn unreadable(&mut self, e: ReadError) -> Result<(), VerifyError> {
         let Some(path) = e.file().map(Path::to_path_buf) else {
             return Err(e.into());
         };
-        self.flag(
-            "unreadable_file",
-            -1,
-            None,
-            None,
-            Some(&path),
-            e.to_string(),
-        );
+        self.flag_unreadable(&path, e.to_string());
         Ok(())
     }
 }
