@@ -97,6 +97,7 @@ async fn run(command: Command) -> Result<()> {
 
 async fn produce(args: landfall::cli::ProduceArgs) -> Result<()> {
     let (cfg, topic) = config::produce_config(&args)?;
+    kafka::log_librdkafka();
     let stop = shutdown::install().context("installing signal handlers")?;
     info!(
         seed = cfg.generator.seed,
@@ -131,6 +132,7 @@ async fn produce(args: landfall::cli::ProduceArgs) -> Result<()> {
 
 async fn consume(args: landfall::cli::ConsumeArgs) -> Result<()> {
     let cfg = config::consume_config(&args)?;
+    kafka::log_librdkafka();
     let stop = shutdown::install().context("installing signal handlers")?;
     if let Some(addr) = cfg.http_addr {
         let report = Some(cfg.output_dir.clone());

@@ -71,6 +71,16 @@ pub struct KafkaArgs {
         value_name = "SECS"
     )]
     pub connect_timeout_secs: u64,
+
+    /// A librdkafka property, KEY=VALUE, for what the flags do not cover (TLS, SASL, tuning);
+    /// repeatable; applies last. Properties that would break exactly-once are refused.
+    #[arg(short = 'X', long = "kafka-config", value_name = "KEY=VALUE")]
+    pub kafka_config: Vec<String>,
+
+    /// A file of librdkafka properties, one KEY=VALUE per line, # for comments (the format
+    /// kcat reads with -F); applies before -X.
+    #[arg(long, env = "LANDFALL_KAFKA_CONFIG_FILE", value_name = "FILE")]
+    pub kafka_config_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

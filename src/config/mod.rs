@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::cli::{KafkaArgs, ServeArgs, WindowsArgs};
-use crate::ops::kafka::KafkaSettings;
+use crate::ops::kafka::{raw, KafkaSettings, RawProperties};
 use crate::query::Query;
 
 mod consume;
@@ -163,10 +163,29 @@ fn env_first(names: &[&str]) -> Option<String> {
 }
 
 pub fn kafka_settings(args: &KafkaArgs, problems: &mut Problems) -> KafkaSettings {
-    let brokers = args
+    let raw = raw_properties(args, problems);
+    // A properties file may name the brokers (kcat's files do); a flag or variable that names
+    // other ones is a contradiction.
+    let given = args
         .brokers
         .clone()
-        .or_else(|| env_first(&["LANDFALL_BROKERS", "BOOTSTRAP_SERVERS"]))
+        .or_else(|| env_first(&["LANDFALL_BROKERS", "BOOTSTRAP_SERVERS"]));
+    let from_raw = raw
+        .get("bootstrap.servers")
+        .or_else(|| raw.get("metadata.broker.list"))
+        .map(str::to_string);
+    if let (Some(g), Some(r)) = (&given, &from_raw) {
+        if g != r {
+            problems.push(
+                "--brokers",
+                "LANDFALL_BROKERS",
+                g,
+                &format!("contradicts bootstrap.servers={r} in the Kafka properties; give one"),
+            );
+        }
+    }
+    let brokers = given
+        .or(from_raw)
         .unwrap_or_else(|| DEFAULT_BROKERS.to_string());
     let topic = args
         .topic
@@ -201,7 +220,40 @@ pub fn kafka_settings(args: &KafkaArgs, problems: &mut Problems) -> KafkaSetting
         brokers,
         topic,
         connect_timeout: Duration::from_secs(connect_timeout_secs),
+        raw,
     }
+}
+
+/// `--kafka-config-file`, then each `-X`: parsed, each refused property named with why, and
+/// the whole checked by librdkafka (unknown names, bad values). Secret values are never shown.
+fn raw_properties(args: &KafkaArgs, problems: &mut Problems) -> RawProperties {
+    let mut raw = RawProperties::default();
+    if let Some(path) = &args.kafka_config_file {
+        match raw::read_file(path) {
+            Ok(pairs) => pairs.into_iter().for_each(|(k, v)| raw.push(k, v)),
+            Err(why) => problems.push(
+                "--kafka-config-file",
+                "LANDFALL_KAFKA_CONFIG_FILE",
+                path.display(),
+                &why,
+            ),
+        }
+    }
+    for item in &args.kafka_config {
+        match raw::parse_pair(item) {
+            Ok((k, v)) => raw.push(k, v),
+            Err(why) => problems.flag("-X", item.split('=').next().unwrap_or(""), &why),
+        }
+    }
+    for (k, v) in raw.iter() {
+        if let Some(why) = raw::refused(k, v) {
+            problems.flag("-X", format!("{k}={}", raw::shown(k, v)), why);
+        }
+    }
+    if let Err(why) = raw::check_with_librdkafka(&raw) {
+        problems.flag("-X", "librdkafka", &why);
+    }
+    raw
 }
 
 /// Kafka settings alone, for commands that need nothing else validated.

@@ -111,5 +111,7 @@ fn consumer_config(cfg: &ConsumeConfig) -> ClientConfig {
         // When the pre-fetch queue is full, librdkafka stops fetching for this long (1 s by
         // default), which left the pipeline idle for most of every second.
         .set("fetch.queue.backoff.ms", "5");
+    // Raw properties apply last (the ones that would break exactly-once were refused).
+    cfg.kafka.raw.apply(&mut client);
     client
 }

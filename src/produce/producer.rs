@@ -191,6 +191,7 @@ pub fn producer_config(kafka: &KafkaSettings) -> rdkafka::ClientConfig {
         // Java clients' partitioner, so a key lands on the same partition whoever writes it.
         .set("partitioner", "murmur2_random")
         .set("acks", "all");
+    kafka.raw.apply(&mut c);
     c
 }
 

@@ -11,10 +11,12 @@ use rdkafka::types::RDKafkaErrorCode;
 use tracing::{info, warn};
 
 mod ends;
+pub mod raw;
 mod scan;
 mod topic_id;
 
 pub use ends::{stable_end, EndTracking, PartitionEnds};
+pub use raw::RawProperties;
 pub use scan::{committed_offsets, scan, topic_id_now, ScanError, Scanned};
 pub use topic_id::{current_topic_id, topic_id, TopicIdLookup};
 
@@ -44,6 +46,18 @@ impl AssignmentStrategy {
     pub fn cooperative(self) -> bool {
         self == AssignmentStrategy::CooperativeSticky
     }
+}
+
+/// Logs librdkafka's version and built-in features (ssl, sasl_scram, ...) once, at start-up:
+/// what a TLS or SASL setting can rely on.
+pub fn log_librdkafka() {
+    let (_, version) = rdkafka::util::get_rdkafka_version();
+    let features = ClientConfig::new()
+        .create_native_config()
+        .ok()
+        .and_then(|c| c.get("builtin.features").ok())
+        .unwrap_or_default();
+    info!(%version, builtin_features = %features, "librdkafka");
 }
 
 /// Client context that routes librdkafka's errors into our logs, minus the end-of-partition
@@ -114,6 +128,8 @@ pub struct KafkaSettings {
     pub topic: String,
     /// How long start-up waits for a reachable broker before giving up.
     pub connect_timeout: Duration,
+    /// `-X` and `--kafka-config-file`: raw librdkafka properties, applied last.
+    pub raw: RawProperties,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +177,7 @@ impl KafkaSettings {
             // librdkafka's own debug contexts, e.g. "eos,protocol", for diagnosing the client.
             c.set("debug", contexts).set("log_level", "7");
         }
+        self.raw.apply(&mut c);
         c
     }
 }
