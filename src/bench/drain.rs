@@ -129,7 +129,40 @@ pub(super) fn consume_args(
         args.push(flag.into());
         args.push(dir.join(sub).to_string_lossy().into_owned());
     }
+    // The child gets the raw Kafka properties through a file only it can read, not on its
+    // command line, where a secret would show in the process list.
+    if topic.raw.iter().next().is_some() {
+        let file = dir.join("kafka.properties");
+        let text: String = topic
+            .raw
+            .iter()
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect();
+        match private_file(&file, &text) {
+            Ok(()) => {
+                args.push("--kafka-config-file".into());
+                args.push(file.to_string_lossy().into_owned());
+            }
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %e, "could not write the Kafka properties for the consumers; they run without them")
+            }
+        }
+    }
     args
+}
+
+/// Writes `text` to a new file that only this user can read.
+fn private_file(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(path.parent().unwrap_or(path))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
 }
 
 /// Reads every partition from the beginning to its end with read_committed, counting records
