@@ -131,10 +131,10 @@ pub(super) fn consume_args(
     }
     // The child gets the raw Kafka properties through a file only it can read, not on its
     // command line, where a secret would show in the process list.
-    if topic.raw.iter().next().is_some() {
+    if topic.properties.iter().next().is_some() {
         let file = dir.join("kafka.properties");
         let text: String = topic
-            .raw
+            .properties
             .iter()
             .map(|(k, v)| format!("{k}={v}\n"))
             .collect();

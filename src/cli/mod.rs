@@ -5,10 +5,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod bench;
 mod consume;
+mod kafka;
 mod produce;
 
 pub use bench::*;
 pub use consume::*;
+pub use kafka::*;
 pub use produce::*;
 
 #[derive(Debug, Parser)]
@@ -50,37 +52,6 @@ pub enum Command {
     /// Benchmarks against a running broker; they print figures and ratios.
     #[command(subcommand)]
     Bench(BenchCommand),
-}
-
-/// Where Kafka is. The original project's variable names keep working.
-#[derive(Debug, Clone, Args)]
-pub struct KafkaArgs {
-    /// Kafka bootstrap servers [env: LANDFALL_BROKERS, or BOOTSTRAP_SERVERS] [default: 127.0.0.1:9092]
-    #[arg(long)]
-    pub brokers: Option<String>,
-
-    /// Topic of view events [env: LANDFALL_TOPIC, or TOPIC_NAME] [default: view-log-events-1]
-    #[arg(long)]
-    pub topic: Option<String>,
-
-    /// How long start-up waits for a reachable broker, in seconds.
-    #[arg(
-        long,
-        env = "LANDFALL_CONNECT_TIMEOUT_SECS",
-        default_value_t = 30,
-        value_name = "SECS"
-    )]
-    pub connect_timeout_secs: u64,
-
-    /// A librdkafka property, KEY=VALUE, for what the flags do not cover (TLS, SASL, tuning);
-    /// repeatable; applies last. Properties that would break exactly-once are refused.
-    #[arg(short = 'X', long = "kafka-config", value_name = "KEY=VALUE")]
-    pub kafka_config: Vec<String>,
-
-    /// A file of librdkafka properties, one KEY=VALUE per line, # for comments (the format
-    /// kcat reads with -F); applies before -X.
-    #[arg(long, env = "LANDFALL_KAFKA_CONFIG_FILE", value_name = "FILE")]
-    pub kafka_config_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -112,6 +112,6 @@ fn consumer_config(cfg: &ConsumeConfig) -> ClientConfig {
         // default), which left the pipeline idle for most of every second.
         .set("fetch.queue.backoff.ms", "5");
     // Raw properties apply last (the ones that would break exactly-once were refused).
-    cfg.kafka.raw.apply(&mut client);
+    cfg.kafka.properties.apply(&mut client);
     client
 }

@@ -24,7 +24,7 @@ use super::commit;
 use super::feed::{lock, Feed};
 use super::open;
 use crate::consume::pipeline::{ConsumeConfig, Pipeline, PipelineError, Totals};
-use crate::ops::kafka::{stable_end, PartitionEnds, Repeats};
+use crate::ops::kafka::{refusal, stable_end, Doing, KafkaSettings, PartitionEnds, Repeats};
 use crate::ops::metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -269,6 +269,8 @@ impl Session {
             notes: PollNotes {
                 eof_pending: BTreeSet::new(),
                 noisy: Repeats::new(),
+                kafka: cfg.kafka.clone(),
+                group: cfg.group.clone(),
             },
             last_tick: now,
             last_id_check: now,
@@ -329,6 +331,7 @@ impl Session {
     /// (`--exit-on-idle` and everything landed and committed).
     fn tick(&mut self, now: Instant) -> Result<bool, ConsumeError> {
         self.last_tick = now;
+        self.notes.refused(None)?;
         // From here on the pipeline has seen every record polled so far.
         self.feed.drain()?;
         // Before anything below commits: the topic is still the one this run started on.
@@ -446,6 +449,7 @@ impl Session {
             match self.consumer.committed_offsets(tpl.clone(), timeout) {
                 Ok(c) => return Ok(c),
                 Err(e) => {
+                    self.notes.refused(Some(&e))?;
                     warn!(error = %e, attempt, "fetching committed offsets failed; retrying");
                     std::thread::sleep(Duration::from_millis(500 * attempt));
                 }
@@ -508,9 +512,22 @@ struct PollNotes {
     /// Partitions that reported their end but may still have a transaction's records to come.
     eof_pending: BTreeSet<i32>,
     noisy: Repeats,
+    /// For naming a refusal: the brokers, the topic, the user, the group.
+    kafka: KafkaSettings,
+    group: String,
 }
 
 impl PollNotes {
+    /// A refusal by the brokers (a missing ACL, a failed login) behind `e`, or noted by the
+    /// client since start-up: no retry can fix it.
+    fn refused(&self, e: Option<&KafkaError>) -> Result<(), PipelineError> {
+        let doing = Doing::Reading { group: &self.group };
+        let refusal = e
+            .and_then(|e| refusal::of_error(e, &self.kafka, doing))
+            .or_else(|| refusal::noted(&self.kafka, doing));
+        refusal.map_or(Ok(()), |r| Err(r.into()))
+    }
+
     /// Takes what one poll returned: a record goes to the worker, an end-of-partition event
     /// is noted. Returns whether a full batch was handed over.
     fn take(
@@ -541,6 +558,7 @@ impl PollNotes {
                     check_topic_id(consumer.client(), topic, topic_id)?;
                     return Err(PipelineError::OffsetGone(e).into());
                 }
+                self.refused(Some(&e))?;
                 if let Some((_, reason)) = consumer.client().fatal_error() {
                     return Err(ConsumeError::KafkaFatal(reason));
                 }

@@ -12,7 +12,7 @@ use rdkafka::ClientContext;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::ops::kafka::{wait_for_topic, KafkaSettings, KafkaSetupError};
+use crate::ops::kafka::{refusal, wait_for_topic, Doing, KafkaSettings, KafkaSetupError, Refusal};
 use crate::produce::generator::{Generator, GeneratorConfig, ProducedRecord};
 
 /// Where "now" comes from for generated events.
@@ -72,6 +72,8 @@ pub enum ProduceError {
     InitTransactions { id: String, source: KafkaError },
     #[error("fatal producer error (the transactional id may be in use by another producer): {0}")]
     Fatal(KafkaError),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     #[error("gave up on a transaction after {attempts} attempts: {last}")]
     RetriesExhausted { attempts: u32, last: KafkaError },
     #[error("{0}")]
@@ -163,7 +165,11 @@ impl Default for DeliveryCounter {
     }
 }
 
-impl ClientContext for DeliveryCounter {}
+impl ClientContext for DeliveryCounter {
+    fn error(&self, error: KafkaError, reason: &str) {
+        crate::ops::kafka::log_client_error(error, reason);
+    }
+}
 
 impl ProducerContext for DeliveryCounter {
     type DeliveryOpaque = ();
@@ -172,6 +178,7 @@ impl ProducerContext for DeliveryCounter {
             self.sent.inc();
         }
         if let Err((e, _)) = result {
+            crate::ops::kafka::refusal::note(e, "");
             crate::ops::metrics::producer().error("delivery");
             if self.failed.fetch_add(1, Ordering::Relaxed) == 0 {
                 warn!(error = %e, "delivery failed; the transaction will be aborted and retried");
@@ -191,7 +198,7 @@ pub fn producer_config(kafka: &KafkaSettings) -> rdkafka::ClientConfig {
         // Java clients' partitioner, so a key lands on the same partition whoever writes it.
         .set("partitioner", "murmur2_random")
         .set("acks", "all");
-    kafka.raw.apply(&mut c);
+    kafka.properties.apply(&mut c);
     c
 }
 
@@ -232,6 +239,15 @@ fn txn_error(e: &KafkaError) -> Option<&RDKafkaError> {
 }
 
 const MAX_TXN_ATTEMPTS: u32 = 5;
+
+/// A refusal behind a producer error (a missing ACL, a failed login), if it is one: no retry
+/// can fix it.
+fn refused(e: &KafkaError, cfg: &ProduceConfig) -> Option<Refusal> {
+    let doing = Doing::Writing {
+        transactional_id: &cfg.transactional_id,
+    };
+    refusal::of_error(e, &cfg.kafka, doing).or_else(|| refusal::noted(&cfg.kafka, doing))
+}
 
 /// Runs the producer until `count` records have been generated or `shutdown` is cancelled.
 ///
@@ -432,22 +448,22 @@ fn init_transactions<C: ProducerContext>(
 ) -> Result<(), ProduceError> {
     let started = Instant::now();
     loop {
-        match producer.init_transactions(Timeout::After(Duration::from_secs(10))) {
-            Ok(()) => return Ok(()),
-            Err(e)
-                if txn_error(&e).is_some_and(|t| t.is_retriable())
-                    && started.elapsed() < cfg.kafka.connect_timeout =>
-            {
-                warn!(error = %e, "init_transactions failed; retrying");
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            Err(e) => {
-                return Err(ProduceError::InitTransactions {
-                    id: cfg.transactional_id.clone(),
-                    source: e,
-                })
-            }
+        let Err(e) = producer.init_transactions(Timeout::After(Duration::from_secs(10))) else {
+            return Ok(());
+        };
+        if let Some(r) = refused(&e, cfg) {
+            return Err(r.into());
         }
+        if !txn_error(&e).is_some_and(|t| t.is_retriable())
+            || started.elapsed() >= cfg.kafka.connect_timeout
+        {
+            return Err(ProduceError::InitTransactions {
+                id: cfg.transactional_id.clone(),
+                source: e,
+            });
+        }
+        warn!(error = %e, "init_transactions failed; retrying");
+        std::thread::sleep(Duration::from_millis(500));
     }
 }
 
@@ -501,6 +517,9 @@ fn finish_txn<C: ProducerContext<DeliveryOpaque = ()>>(
                 return Ok(true);
             }
             Err(e) => {
+                if let Some(r) = refused(&e, cfg) {
+                    return Err(r.into());
+                }
                 let Some(t) = txn_error(&e) else {
                     return Err(ProduceError::Fatal(e));
                 };

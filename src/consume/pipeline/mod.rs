@@ -113,6 +113,8 @@ pub enum PipelineError {
          the loss"
     )]
     OffsetGone(rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Refused(#[from] crate::ops::kafka::Refusal),
     #[error("the pipeline worker has stopped")]
     WorkerStopped,
     #[error(transparent)]

@@ -7,7 +7,7 @@ fn config(root: &std::path::Path) -> ConsumeConfig {
             brokers: "127.0.0.1:1".into(),
             topic: "t".into(),
             connect_timeout: Duration::from_secs(1),
-            raw: Default::default(),
+            properties: Default::default(),
         },
         group: "g".into(),
         instance_id: None,

@@ -11,12 +11,14 @@ use rdkafka::types::RDKafkaErrorCode;
 use tracing::{info, warn};
 
 mod ends;
-pub mod raw;
+pub mod properties;
+pub mod refusal;
 mod scan;
 mod topic_id;
 
 pub use ends::{stable_end, EndTracking, PartitionEnds};
-pub use raw::RawProperties;
+pub use properties::ClientProperties;
+pub use refusal::{Doing, Refusal};
 pub use scan::{committed_offsets, scan, topic_id_now, ScanError, Scanned};
 pub use topic_id::{current_topic_id, topic_id, TopicIdLookup};
 
@@ -82,6 +84,7 @@ pub fn log_client_error(error: KafkaError, reason: &str) {
     if eof {
         return;
     }
+    refusal::note(&error, reason);
     let text = error.to_string();
     let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(repeated) = seen.admit(&text) {
@@ -128,8 +131,8 @@ pub struct KafkaSettings {
     pub topic: String,
     /// How long start-up waits for a reachable broker before giving up.
     pub connect_timeout: Duration,
-    /// `-X` and `--kafka-config-file`: raw librdkafka properties, applied last.
-    pub raw: RawProperties,
+    /// The security flags, `--kafka-config-file` and `-X`: librdkafka properties, applied last.
+    pub properties: ClientProperties,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +153,8 @@ pub enum KafkaSetupError {
     TopicMissing { topic: String, brokers: String },
     #[error("could not create topic {topic:?}: {source}")]
     CreateTopic { topic: String, source: KafkaError },
+    #[error(transparent)]
+    Refused(#[from] Refusal),
 }
 
 impl KafkaSetupError {
@@ -177,7 +182,7 @@ impl KafkaSettings {
             // librdkafka's own debug contexts, e.g. "eos,protocol", for diagnosing the client.
             c.set("debug", contexts).set("log_level", "7");
         }
-        self.raw.apply(&mut c);
+        self.properties.apply(&mut c);
         c
     }
 }
@@ -189,23 +194,40 @@ pub fn wait_for_topic<C: ClientContext>(
     client: &Client<C>,
     settings: &KafkaSettings,
 ) -> Result<usize, KafkaSetupError> {
+    wait_for_metadata(client, settings)?.ok_or_else(|| KafkaSetupError::TopicMissing {
+        topic: settings.topic.clone(),
+        brokers: settings.brokers.clone(),
+    })
+}
+
+/// Waits until the broker answers about the topic: Some(partitions), or None if it does not
+/// exist. A refusal (login, TLS, ACL) ends the wait at once.
+fn wait_for_metadata<C: ClientContext>(
+    client: &Client<C>,
+    settings: &KafkaSettings,
+) -> Result<Option<usize>, KafkaSetupError> {
     let started = Instant::now();
     let mut backoff = Duration::from_millis(100);
     loop {
         let remaining = settings.connect_timeout.saturating_sub(started.elapsed());
         let attempt = remaining
-            .min(Duration::from_secs(5))
+            .min(Duration::from_secs(2))
             .max(Duration::from_millis(100));
         let last_error = match probe_topic(client, &settings.topic, attempt) {
-            Probe::Found(n) => return Ok(n),
-            Probe::Missing => {
-                return Err(KafkaSetupError::TopicMissing {
-                    topic: settings.topic.clone(),
-                    brokers: settings.brokers.clone(),
-                })
+            Probe::Found(n) => return Ok(Some(n)),
+            Probe::Missing => return Ok(None),
+            Probe::Refused(code) => {
+                let refusal = refusal::refusal(code, "", settings, Doing::Describing);
+                return Err(refusal.map_or_else(
+                    || KafkaSetupError::unreachable(settings, started, format!("{code:?}")),
+                    KafkaSetupError::Refused,
+                ));
             }
             Probe::NotReady(e) => e,
         };
+        if let Some(refusal) = refusal::noted(settings, Doing::Describing) {
+            return Err(refusal.into());
+        }
         if started.elapsed() >= settings.connect_timeout {
             return Err(KafkaSetupError::unreachable(settings, started, last_error));
         }
@@ -219,6 +241,8 @@ pub fn wait_for_topic<C: ClientContext>(
 enum Probe {
     Found(usize),
     Missing,
+    /// The broker refused to describe the topic to this client.
+    Refused(RDKafkaErrorCode),
     NotReady(String),
 }
 
@@ -230,6 +254,7 @@ fn probe_topic<C: ClientContext>(client: &Client<C>, topic: &str, timeout: Durat
             }
             Some(t) => match t.error().map(RDKafkaErrorCode::from) {
                 Some(RDKafkaErrorCode::UnknownTopicOrPartition) => Probe::Missing,
+                Some(e @ RDKafkaErrorCode::TopicAuthorizationFailed) => Probe::Refused(e),
                 Some(e) => Probe::NotReady(format!("topic metadata error {e:?}")),
                 None => Probe::NotReady("topic has no partitions yet".to_string()),
             },
@@ -245,14 +270,19 @@ pub async fn create_topic(
     partitions: i32,
     replication: i32,
 ) -> Result<(), KafkaSetupError> {
-    let admin: AdminClient<_> =
-        settings
-            .client_config()
-            .create()
-            .map_err(|source| KafkaSetupError::CreateTopic {
-                topic: settings.topic.clone(),
-                source,
-            })?;
+    let admin: AdminClient<QuietEof> = settings
+        .client_config()
+        .create_with_context(QuietEof)
+        .map_err(|source| KafkaSetupError::CreateTopic {
+            topic: settings.topic.clone(),
+            source,
+        })?;
+    // A topic that exists needs no Create ACL; and a broker that refuses this client says so
+    // here, within seconds, rather than after the create request's timeout.
+    if tokio::task::block_in_place(|| wait_for_metadata(admin.inner(), settings))?.is_some() {
+        info!(topic = %settings.topic, "topic exists; leaving it as it is");
+        return Ok(());
+    }
     let topic = NewTopic::new(
         &settings.topic,
         partitions,
@@ -271,16 +301,22 @@ pub async fn create_topic(
                             info!(topic = %name, "topic exists; leaving it as it is")
                         }
                         Err((_, code)) => {
+                            if let Some(r) = refusal::refusal(code, "", settings, Doing::Creating) {
+                                return Err(r.into());
+                            }
                             return Err(KafkaSetupError::CreateTopic {
                                 topic: settings.topic.clone(),
                                 source: KafkaError::AdminOp(code),
-                            })
+                            });
                         }
                     }
                 }
                 break;
             }
             Err(e) if started.elapsed() < settings.connect_timeout => {
+                if let Some(r) = refusal::noted(settings, Doing::Creating) {
+                    return Err(r.into());
+                }
                 warn!(error = %e, "creating the topic failed; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
@@ -300,6 +336,7 @@ pub async fn create_topic(
         let last_error = match probe_topic(admin.inner(), &settings.topic, Duration::from_secs(1)) {
             Probe::Found(_) => return Ok(()),
             Probe::Missing => "the new topic is not in the metadata yet".to_string(),
+            Probe::Refused(code) => format!("{code:?}"),
             Probe::NotReady(e) => e,
         };
         if started.elapsed() >= settings.connect_timeout {

@@ -1,18 +1,19 @@
-//! Raw librdkafka properties: `-X key=value` and `--kafka-config-file FILE` (the property
-//! format kcat reads with `-F`), for whatever the typed flags do not cover. They apply last, on
-//! every client. The properties that would break exactly-once are Landfall's own and refused.
-//! Values of secret properties never reach a log, an error message or a `Debug` print.
+//! librdkafka client properties: those the security flags stand for, then the raw ones,
+//! `--kafka-config-file FILE` (the property format kcat reads with `-F`) and `-X key=value`,
+//! for whatever the flags do not cover. They apply last, on every client. The raw properties
+//! that would break exactly-once are Landfall's own and refused. Values of secret properties
+//! never reach a log, an error message or a `Debug` print.
 
 use std::fmt;
 use std::path::Path;
 
 use rdkafka::config::ClientConfig;
 
-/// Raw properties in the order given: the file's first, then each `-X`.
+/// Properties in the order they apply: the security flags', the file's, then each `-X`.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct RawProperties(Vec<(String, String)>);
+pub struct ClientProperties(Vec<(String, String)>);
 
-impl fmt::Debug for RawProperties {
+impl fmt::Debug for ClientProperties {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
             .entries(self.0.iter().map(|(k, v)| (k, shown(k, v))))
@@ -44,9 +45,14 @@ pub fn shown<'a>(key: &str, value: &'a str) -> &'a str {
     }
 }
 
-impl RawProperties {
+impl ClientProperties {
     pub fn push(&mut self, key: String, value: String) {
         self.0.push((key, value));
+    }
+
+    /// Appends `other`'s properties after these: they win.
+    pub fn extend(&mut self, other: &ClientProperties) {
+        self.0.extend(other.0.iter().cloned());
     }
 
     /// The value given last for `key`, if any.
@@ -62,7 +68,7 @@ impl RawProperties {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
-    /// Sets every raw property on `c`, after Landfall's own: they apply last.
+    /// Sets every property on `c`, after Landfall's own: they apply last.
     pub fn apply(&self, c: &mut ClientConfig) {
         for (k, v) in &self.0 {
             c.set(k, v);
@@ -126,7 +132,7 @@ pub fn refused(key: &str, value: &str) -> Option<&'static str> {
 
 /// Checks the raw properties with librdkafka itself (unknown names, bad values), without
 /// creating a client. The message names the property, never a secret value.
-pub fn check_with_librdkafka(raw: &RawProperties) -> Result<(), String> {
+pub fn check_with_librdkafka(raw: &ClientProperties) -> Result<(), String> {
     let mut c = ClientConfig::new();
     raw.apply(&mut c);
     match c.create_native_config() {
@@ -165,7 +171,7 @@ mod tests {
         assert_eq!(read_file(&path).unwrap_err(), "line 2 is not key=value");
         assert!(parse_pair("=x").is_err() && parse_pair("x").is_err());
 
-        let mut raw = RawProperties::default();
+        let mut raw = ClientProperties::default();
         for (k, v) in pairs {
             raw.push(k, v);
         }
@@ -182,7 +188,7 @@ mod tests {
         assert!(refused("acks", "1").is_some());
         assert!(refused("client.id", "x").is_none());
 
-        let mut bad = RawProperties::default();
+        let mut bad = ClientProperties::default();
         bad.push("no.such.property".into(), "1".into());
         let e = check_with_librdkafka(&bad).unwrap_err();
         assert!(e.contains("no.such.property"), "{e}");

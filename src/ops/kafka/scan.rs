@@ -50,10 +50,7 @@ pub fn scan(
     mut f: impl FnMut(Scanned<'_>),
 ) -> Result<std::collections::BTreeMap<i32, i64>, ScanError> {
     let topic = &settings.topic;
-    let err = |source| ScanError::Kafka {
-        topic: topic.clone(),
-        source,
-    };
+    let err = |source| refused_or(settings, "", source);
     let consumer = scan_consumer(settings, read_committed).map_err(err)?;
     let ends = assign_from_start(&consumer, settings, until)?;
     let position = |p: i32| {
@@ -221,7 +218,7 @@ pub fn committed_offsets(
     }
     let c = consumer
         .committed_offsets(tpl, Duration::from_secs(10))
-        .map_err(err)?;
+        .map_err(|e| refused_or(settings, group, e))?;
     Ok(c.elements()
         .iter()
         .map(|e| match e.offset() {
@@ -229,4 +226,19 @@ pub fn committed_offsets(
             _ => (e.partition(), None),
         })
         .collect())
+}
+
+/// A refusal by the brokers behind `source` (a missing ACL, a failed login), or else the
+/// error as it is.
+fn refused_or(settings: &KafkaSettings, group: &str, source: KafkaError) -> ScanError {
+    let doing = super::Doing::Reading { group };
+    match super::refusal::of_error(&source, settings, doing)
+        .or_else(|| super::refusal::noted(settings, doing))
+    {
+        Some(r) => ScanError::Setup(r.into()),
+        None => ScanError::Kafka {
+            topic: settings.topic.clone(),
+            source,
+        },
+    }
 }
