@@ -98,7 +98,7 @@ pub fn settings(topic: &str) -> landfall::ops::kafka::KafkaSettings {
         brokers: brokers(),
         topic: topic.to_string(),
         connect_timeout: Duration::from_secs(30),
-        raw: Default::default(),
+        properties: Default::default(),
     }
 }
 
