@@ -11,11 +11,14 @@ FROM rust:${RUST_VERSION}-bookworm AS builder
 # rdkafka-sys builds librdkafka from source. cmake and the curl headers are only needed by its
 # cmake-build feature (which wants libcurl headers even with curl off); the default build this
 # crate uses needs just a C toolchain and make. Both are installed so either build works.
+# libssl-dev: librdkafka's TLS, SCRAM and OAUTHBEARER, against the system OpenSSL (the `ssl`
+# feature); the runtime image then needs libssl3.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         cmake \
         build-essential \
         pkg-config \
+        libssl-dev \
         libcurl4-openssl-dev \
     && rm -rf /var/lib/apt/lists/*
 
@@ -37,7 +40,7 @@ FROM debian:bookworm-slim AS runtime
 
 # ca-certificates for TLS brokers; curl for the HEALTHCHECK.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates curl \
+    && apt-get install -y --no-install-recommends ca-certificates curl libssl3 \
     && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system --gid 10001 landfall \

@@ -14,4 +14,15 @@ for tool in cargo java mvn; do
   fi
 done
 
+# librdkafka is built with TLS and SASL/SCRAM against the system OpenSSL: its headers and
+# pkg-config must be there (Debian's libssl-dev and pkg-config).
+if ! pkg-config --exists openssl 2>/dev/null; then
+  echo "== installing libssl-dev and pkg-config (apt-get), for librdkafka's TLS and SASL" >&2
+  sudo_cmd=""
+  if [[ "$(id -u)" != 0 ]]; then sudo_cmd="sudo"; fi
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends \
+    libssl-dev pkg-config >/dev/null
+fi
+
 landfall_bin() { echo "$CARGO_TARGET_DIR/release/landfall"; }

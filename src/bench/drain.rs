@@ -180,7 +180,7 @@ fn bare_drain(topic: &KafkaSettings) -> Result<(u64, u64), BenchError> {
         // The same fetch settings as `landfall consume`, so only the work differs.
         .set("fetch.queue.backoff.ms", "5")
         .create_with_context(crate::ops::kafka::QuietEof)?;
-    let n = crate::ops::kafka::wait_for_topic(consumer.client(), topic)?;
+    let n = crate::ops::kafka::wait_for_topic_polled(&consumer, topic)?;
     let mut tpl = rdkafka::TopicPartitionList::new();
     for p in 0..n as i32 {
         tpl.add_partition_offset(&topic.topic, p, rdkafka::Offset::Beginning)?;

@@ -51,6 +51,19 @@ pub struct ConsumeArgs {
     )]
     pub assignment_strategy: AssignmentStrategy,
 
+    /// Where a group with no committed offsets starts each partition: earliest, latest (the
+    /// last stable offset), or a time (RFC 3339, YYYY-MM-DD[ HH:MM[:SS]] in UTC, or before now,
+    /// like -2h): the first record at or after it. Resolved once and committed before anything
+    /// lands; ignored, with a note, where the group has committed offsets.
+    #[arg(
+        long,
+        env = "LANDFALL_START_FROM",
+        default_value = "earliest",
+        value_name = "WHERE",
+        allow_hyphen_values = true
+    )]
+    pub start_from: String,
+
     /// Campaign table (CSV with network_id,campaign_id,campaign_name).
     #[arg(
         long,

@@ -5,6 +5,7 @@ use std::time::Duration;
 use super::*;
 use crate::cli::ConsumeArgs;
 use crate::consume::pipeline::ConsumeConfig;
+use crate::consume::start::StartFrom;
 use crate::consume::window::WindowConfig;
 
 pub fn consume_config(args: &ConsumeArgs) -> Result<ConsumeConfig, ConfigError> {
@@ -63,11 +64,13 @@ pub fn consume_config(args: &ConsumeArgs) -> Result<ConsumeConfig, ConfigError> 
     }
     check_campaigns(&args.campaigns, &mut p);
     check_dirs(args, &mut p);
+    let start_from = start_from(&args.start_from, &mut p);
     let cfg = ConsumeConfig {
         kafka,
         group: args.group.clone(),
         instance_id: args.instance_id.clone().filter(|s| !s.trim().is_empty()),
         assignment_strategy: args.assignment_strategy.into(),
+        start_from,
         campaigns: args.campaigns.clone(),
         output_dir: args.output_dir.clone(),
         rejects_dir: args.rejects_dir.clone(),
@@ -127,5 +130,28 @@ fn check_dirs(args: &ConsumeArgs, p: &mut Problems) {
             args.state_dir.display(),
             "must be outside --output-dir",
         );
+    }
+}
+
+/// `--start-from`: earliest, latest, or a time; a relative time counts back from now.
+fn start_from(value: &str, p: &mut Problems) -> StartFrom {
+    match value.trim() {
+        "earliest" => StartFrom::Earliest,
+        "latest" => StartFrom::Latest,
+        v => {
+            let now_us = chrono::Utc::now().timestamp_micros();
+            match crate::query::parse_time(v, now_us) {
+                Ok(us) => StartFrom::Time(us.div_euclid(1000)),
+                Err(why) => {
+                    p.push(
+                        "--start-from",
+                        "LANDFALL_START_FROM",
+                        format!("{v:?}"),
+                        &format!("expected earliest, latest or a time: {why}"),
+                    );
+                    StartFrom::Earliest
+                }
+            }
+        }
     }
 }

@@ -17,6 +17,9 @@ use crate::consume::window::{IdleMark, Progress};
 use crate::identity::Identity;
 use crate::ops::{failpoint, metrics};
 
+/// A commit as Kafka returns it: offset and metadata.
+pub type KafkaCommit = (i64, String);
+
 /// Where a replay must start, and the partition's progress just before that offset. This is
 /// what the Kafka commit carries (offset, plus metadata).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,7 +46,8 @@ pub struct CommitMeta {
 
 impl CommitPoint {
     /// The commit metadata string: `landfall/1 wm=<ms> max=<ms> late=<n> sig=<settings>
-    /// tid=<topic id> tbl=<campaign table sha256>`, plus ` idle=<offset>@<ms>,...` when idle
+    /// tid=<topic id> tbl=<campaign table sha256>`, plus ` from=<offset>` after `--start-from`
+    /// chose the partition's start, and ` idle=<offset>@<ms>,...` when idle
     /// closes follow the committed offset. Kafka keeps up to 4,096 bytes of it
     /// (`offset.metadata.max.bytes`).
     ///
@@ -68,6 +72,9 @@ impl CommitPoint {
         if let Some(old) = replaced {
             meta.push_str(" was=");
             meta.push_str(old);
+        }
+        if let Some(start) = self.progress.start_offset {
+            meta.push_str(&format!(" from={start}"));
         }
         let marks: Vec<String> = self
             .progress
@@ -107,6 +114,7 @@ impl CommitPoint {
                 "tid" => topic_id = Some(v.to_string()),
                 "tbl" => table = Some(v.to_string()),
                 "was" => was = Some(v.to_string()),
+                "from" => progress.start_offset = Some(v.parse().ok()?),
                 "idle" => {
                     for m in v.split(',') {
                         let (at, wm) = m.split_once('@')?;
@@ -172,6 +180,40 @@ pub fn checkpoint_and_commit<C: ConsumerContext>(
         // the next checkpoint, for a while.
         Err(e) => pipeline.commit_failed(e).map(|()| false),
     }
+}
+
+/// Commits where partitions the group never committed start (`--start-from` latest or a
+/// time), before anything is read from them, with metadata that records the start. Returns
+/// the commits as recovery takes them: offset and metadata.
+pub fn commit_start<C: ConsumerContext>(
+    pipeline: &Pipeline,
+    consumer: &BaseConsumer<C>,
+    starts: &[(i32, i64)],
+) -> Result<Vec<(i32, KafkaCommit)>, PipelineError> {
+    let topic = pipeline.topic().to_string();
+    let mut tpl = TopicPartitionList::new();
+    let mut commits = Vec::new();
+    for &(p, offset) in starts {
+        let point = CommitPoint {
+            offset,
+            progress: Progress {
+                start_offset: Some(offset),
+                ..Progress::default()
+            },
+        };
+        let meta = pipeline.commit_metadata(p, &point);
+        tpl.add_partition_offset(&topic, p, Offset::Offset(offset))
+            .map_err(PipelineError::Commit)?;
+        if let Some(mut elem) = tpl.find_partition(&topic, p) {
+            elem.set_metadata(meta.clone());
+        }
+        commits.push((p, (offset, meta)));
+    }
+    consumer
+        .commit(&tpl, CommitMode::Sync)
+        .map_err(PipelineError::Commit)?;
+    failpoint::hit("after-start-commit");
+    Ok(commits)
 }
 
 /// An idle close is the one decision the log does not make (the wall clock does). So it is
@@ -262,6 +304,7 @@ mod tests {
                         watermark_ms: 1_726_210_170_000,
                     },
                 ],
+                start_offset: Some(7),
             },
         };
         let id = identity(Some("q1L3pG5hQ0yRz4Ww1b2c3A"));

@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod reject;
 pub mod sink;
 pub mod source;
+pub mod start;
 pub mod state;
 pub mod window;
 

@@ -19,7 +19,7 @@ use crate::consume::sink::marker;
 use crate::consume::sink::publish::{remove_stale_temps, STALE_TEMP_AGE};
 use crate::consume::state::StateStore;
 use crate::identity::Identity;
-use crate::ops::kafka::{current_topic_id, wait_for_topic, QuietEof};
+use crate::ops::kafka::{current_topic_id, wait_for_topic_polled, QuietEof};
 use crate::ops::metrics;
 
 /// What a session runs on.
@@ -35,7 +35,7 @@ pub(super) fn open(cfg: &ConsumeConfig) -> Result<Opened, ConsumeError> {
     let table = Arc::new(CampaignTable::load(&cfg.campaigns)?);
     info!(path = %cfg.campaigns.display(), campaigns = table.len(), sha256 = %table.checksum, "campaign table loaded");
     let probe: BaseConsumer<QuietEof> = cfg.kafka.client_config().create_with_context(QuietEof)?;
-    wait_for_topic(probe.client(), &cfg.kafka)?;
+    wait_for_topic_polled(&probe, &cfg.kafka)?;
     let topic_id = current_topic_id(probe.client(), &cfg.kafka)?;
     drop(probe);
     info!(topic = %cfg.kafka.topic, topic_id = topic_id.as_deref().unwrap_or("-"), "topic found");
@@ -56,7 +56,7 @@ pub(super) fn open(cfg: &ConsumeConfig) -> Result<Opened, ConsumeError> {
     let cooperative = cfg.assignment_strategy.cooperative();
     let consumer: BaseConsumer<SourceContext> =
         consumer_config(cfg).create_with_context(SourceContext::new(topic.clone(), cooperative))?;
-    wait_for_topic(consumer.client(), &cfg.kafka)?;
+    wait_for_topic_polled(&consumer, &cfg.kafka)?;
     consumer.subscribe(&[&topic])?;
     info!(topic = %topic, group = %cfg.group, "consuming");
     Ok(Opened {

@@ -6,7 +6,7 @@
 //! only then assigns or gives the partitions back. The per-record work runs on a worker
 //! thread (see `feed`); everything that commits goes through `commit`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,6 +23,7 @@ use tracing::{info, warn};
 use super::commit;
 use super::feed::{lock, Feed};
 use super::open;
+use super::start::{self, StartFrom};
 use crate::consume::pipeline::{ConsumeConfig, Pipeline, PipelineError, Totals};
 use crate::ops::kafka::{refusal, stable_end, Doing, KafkaSettings, PartitionEnds, Repeats};
 use crate::ops::metrics;
@@ -111,6 +112,10 @@ impl SourceContext {
 impl ClientContext for SourceContext {
     fn error(&self, error: KafkaError, reason: &str) {
         crate::ops::kafka::log_client_error(error, reason);
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        crate::ops::kafka::log_client_line(level, fac, message);
     }
 
     fn stats(&self, stats: rdkafka::Statistics) {
@@ -271,6 +276,7 @@ impl Session {
                 noisy: Repeats::new(),
                 kafka: cfg.kafka.clone(),
                 group: cfg.group.clone(),
+                start_from: cfg.start_from,
             },
             last_tick: now,
             last_id_check: now,
@@ -406,12 +412,13 @@ impl Session {
             self.topic(),
             self.topic_id.as_deref(),
         )?;
+        let mut started = self.commit_starts(&committed)?;
         let ctx = self.consumer.context();
         let mut pipeline = lock(&self.pipeline);
         for elem in committed.elements() {
             let kafka_commit = match elem.offset() {
                 Offset::Offset(o) => Some((o, elem.metadata().to_string())),
-                _ => None,
+                _ => started.remove(&elem.partition()),
             };
             let st = pipeline.recover(elem.partition(), kafka_commit)?;
             let start = if st.position >= 0 {
@@ -436,6 +443,43 @@ impl Session {
         assigned.map_err(PipelineError::Assign)?;
         metrics::consumer().process.set_ready(true);
         Ok(())
+    }
+
+    /// Resolves and commits where the partitions without a committed offset start, unless
+    /// that is the log's beginning (`--start-from`); says so where a commit makes it moot.
+    fn commit_starts(
+        &self,
+        committed: &TopicPartitionList,
+    ) -> Result<BTreeMap<i32, commit::KafkaCommit>, PipelineError> {
+        let from = self.notes.start_from;
+        let (fresh, resumed): (Vec<_>, Vec<_>) = committed
+            .elements()
+            .iter()
+            .map(|e| (e.partition(), e.offset()))
+            .partition(|(_, o)| !matches!(o, Offset::Offset(_)));
+        let fresh: Vec<i32> = fresh.into_iter().map(|(p, _)| p).collect();
+        if from != StartFrom::Earliest && !resumed.is_empty() {
+            let resumed: Vec<i32> = resumed.into_iter().map(|(p, _)| p).collect();
+            info!(partitions = ?resumed, "--start-from does not apply: the group has committed offsets for these partitions");
+        }
+        if fresh.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let starts =
+            start::resolve(&self.consumer, self.topic(), &fresh, from).map_err(|source| {
+                PipelineError::StartOffset {
+                    partition: fresh[0],
+                    source,
+                }
+            })?;
+        let Some(starts) = starts else {
+            return Ok(BTreeMap::new());
+        };
+        info!(starts = ?starts, start_from = ?from, "the group starts these partitions here; committed before reading");
+        let pipeline = lock(&self.pipeline);
+        Ok(commit::commit_start(&pipeline, &self.consumer, &starts)?
+            .into_iter()
+            .collect())
     }
 
     /// The group's committed offsets for `tpl`, retried for a while: the coordinator may be
@@ -515,6 +559,7 @@ struct PollNotes {
     /// For naming a refusal: the brokers, the topic, the user, the group.
     kafka: KafkaSettings,
     group: String,
+    start_from: StartFrom,
 }
 
 impl PollNotes {

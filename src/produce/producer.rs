@@ -169,6 +169,10 @@ impl ClientContext for DeliveryCounter {
     fn error(&self, error: KafkaError, reason: &str) {
         crate::ops::kafka::log_client_error(error, reason);
     }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        crate::ops::kafka::log_client_line(level, fac, message);
+    }
 }
 
 impl ProducerContext for DeliveryCounter {

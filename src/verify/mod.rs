@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::consume::commit::CommitPoint;
 use crate::consume::window::WindowConfig;
 use crate::ops::kafka::{committed_offsets, scan, topic_id_now, KafkaSettings, ScanError};
 use crate::readback::ReadError;
@@ -70,7 +71,11 @@ pub struct VerifyReport {
     pub ends: BTreeMap<i32, i64>,
     /// The group's committed offsets, when a group was given.
     pub committed: BTreeMap<i32, i64>,
+    /// Where the group began partitions it started with `--start-from` (from its commits).
+    pub starts: BTreeMap<i32, i64>,
     pub records: u64,
+    /// Records before the group's start (`--start-from`): not part of the output.
+    pub before_start: u64,
     pub counted: u64,
     pub rejected: u64,
     pub window_files: u64,
@@ -105,6 +110,19 @@ impl VerifyReport {
             ends.join(","),
             self.elapsed_ms as f64 / 1000.0
         );
+        if self.before_start > 0 {
+            let starts: Vec<String> = self
+                .starts
+                .iter()
+                .map(|(p, o)| format!("{p}:{o}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  before the start:   {} records before the group's --start-from offsets {} (not part of the output)",
+                self.before_start,
+                starts.join(",")
+            );
+        }
         let _ = writeln!(
             s,
             "  counted in windows: {} records in {} window files",
@@ -174,9 +192,18 @@ pub fn verify(cfg: &VerifyConfig) -> Result<VerifyReport, VerifyError> {
         audit.check_commits(&committed);
         for (p, c) in committed {
             // A partition the group never committed: nothing in it has to have landed yet.
-            let o = c.map_or(0, |(o, _)| o);
+            let o = c.as_ref().map_or(0, |(o, _)| *o);
+            // Where `--start-from` began the group: the output starts there.
+            let start = c
+                .and_then(|(_, meta)| CommitPoint::parse_metadata(&meta))
+                .and_then(|m| m.progress.start_offset);
+            if let Some(start) = start {
+                audit.report.starts.insert(p, start);
+            }
             audit.report.committed.insert(p, o);
-            audit.parts.entry(p).or_default().committed = Some(o);
+            let part = audit.parts.entry(p).or_default();
+            part.committed = Some(o);
+            part.start = start.unwrap_or(0);
         }
     }
     audit.load_windows()?;

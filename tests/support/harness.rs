@@ -175,8 +175,23 @@ pub fn verify_dirs(
     report: &Path,
     rejects: &Path,
 ) -> Verdict {
+    verify_with(brokers, None, topic, group, report, rejects)
+}
+
+/// `verify_dirs`, through a librdkafka property file (`--kafka-config-file`) when one is given.
+pub fn verify_with(
+    brokers: &str,
+    kafka_config: Option<&Path>,
+    topic: &str,
+    group: Option<&str>,
+    report: &Path,
+    rejects: &Path,
+) -> Verdict {
     let mut cmd = landfall(&["verify", "--format", "json", "--topic", topic]);
     cmd.env("LANDFALL_BROKERS", brokers);
+    if let Some(file) = kafka_config {
+        cmd.env("LANDFALL_KAFKA_CONFIG_FILE", file);
+    }
     cmd.args([
         "--output-dir",
         path_str(report),

@@ -39,6 +39,8 @@ pub struct ConsumeConfig {
     pub group: String,
     pub instance_id: Option<String>,
     pub assignment_strategy: crate::ops::kafka::AssignmentStrategy,
+    /// Where a partition the group never committed starts.
+    pub start_from: crate::consume::start::StartFrom,
     pub campaigns: PathBuf,
     pub output_dir: PathBuf,
     pub rejects_dir: PathBuf,

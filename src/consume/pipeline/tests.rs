@@ -12,6 +12,7 @@ fn config(root: &std::path::Path) -> ConsumeConfig {
         group: "g".into(),
         instance_id: None,
         assignment_strategy: crate::ops::kafka::AssignmentStrategy::CooperativeSticky,
+        start_from: Default::default(),
         campaigns: root.join("campaigns.csv"),
         output_dir: root.join("report"),
         rejects_dir: root.join("rejects"),

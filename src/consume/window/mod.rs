@@ -42,6 +42,11 @@ pub struct Progress {
     /// decided them is not in the log, so a replay from here repeats them from this list.
     #[serde(default)]
     pub idle_marks: Vec<IdleMark>,
+    /// Where the group began reading this partition, when `--start-from` chose a point past
+    /// the log's beginning: records before it are not part of the output. Carried unchanged
+    /// in every commit, so `verify` knows where the output begins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_offset: Option<i64>,
 }
 
 /// An idle close: at partition position `at_offset` the watermark was moved to

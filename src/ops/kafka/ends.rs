@@ -110,6 +110,10 @@ impl ClientContext for EndTracking {
         log_client_error(error, reason);
     }
 
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        crate::ops::kafka::log_client_line(level, fac, message);
+    }
+
     fn stats(&self, stats: rdkafka::Statistics) {
         self.ends.record(&stats, &self.topic);
     }

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{Client, ClientContext};
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use tracing::{info, warn};
@@ -70,6 +71,26 @@ pub struct QuietEof;
 impl ClientContext for QuietEof {
     fn error(&self, error: KafkaError, reason: &str) {
         log_client_error(error, reason);
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        log_client_line(level, fac, message);
+    }
+}
+
+/// Logs a librdkafka log line as rdkafka's default does, first noting a refused login or TLS
+/// handshake: a client that is not polled (a consumer used only for metadata) learns of them
+/// only from these lines, which librdkafka's own threads write.
+pub fn log_client_line(level: RDKafkaLogLevel, fac: &str, message: &str) {
+    refusal::note_log(message);
+    use RDKafkaLogLevel as L;
+    match level {
+        L::Emerg | L::Alert | L::Critical | L::Error => {
+            tracing::error!(target: "librdkafka", "librdkafka: {fac} {message}")
+        }
+        L::Warning => warn!(target: "librdkafka", "librdkafka: {fac} {message}"),
+        L::Notice | L::Info => info!(target: "librdkafka", "librdkafka: {fac} {message}"),
+        L::Debug => tracing::debug!(target: "librdkafka", "librdkafka: {fac} {message}"),
     }
 }
 
@@ -194,17 +215,41 @@ pub fn wait_for_topic<C: ClientContext>(
     client: &Client<C>,
     settings: &KafkaSettings,
 ) -> Result<usize, KafkaSetupError> {
-    wait_for_metadata(client, settings)?.ok_or_else(|| KafkaSetupError::TopicMissing {
+    wait_for_metadata(client, settings, &|| ())?.ok_or_else(|| missing(settings))
+}
+
+/// `wait_for_topic` for a consumer that nothing has been assigned to yet. A consumer's
+/// librdkafka logs and errors (a refused login, an untrusted certificate) reach its context
+/// only when it is polled: this polls it between attempts.
+pub fn wait_for_topic_polled<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    settings: &KafkaSettings,
+) -> Result<usize, KafkaSetupError> {
+    let pump = || {
+        for _ in 0..1000 {
+            match consumer.poll(Duration::ZERO) {
+                None => break,
+                Some(Err(e)) => refusal::note(&e, &e.to_string()),
+                Some(Ok(_)) => {}
+            }
+        }
+    };
+    wait_for_metadata(consumer.client(), settings, &pump)?.ok_or_else(|| missing(settings))
+}
+
+fn missing(settings: &KafkaSettings) -> KafkaSetupError {
+    KafkaSetupError::TopicMissing {
         topic: settings.topic.clone(),
         brokers: settings.brokers.clone(),
-    })
+    }
 }
 
 /// Waits until the broker answers about the topic: Some(partitions), or None if it does not
-/// exist. A refusal (login, TLS, ACL) ends the wait at once.
+/// exist. A refusal (login, TLS, ACL) ends the wait at once. `pump` runs after each attempt.
 fn wait_for_metadata<C: ClientContext>(
     client: &Client<C>,
     settings: &KafkaSettings,
+    pump: &dyn Fn(),
 ) -> Result<Option<usize>, KafkaSetupError> {
     let started = Instant::now();
     let mut backoff = Duration::from_millis(100);
@@ -225,6 +270,7 @@ fn wait_for_metadata<C: ClientContext>(
             }
             Probe::NotReady(e) => e,
         };
+        pump();
         if let Some(refusal) = refusal::noted(settings, Doing::Describing) {
             return Err(refusal.into());
         }
@@ -279,7 +325,8 @@ pub async fn create_topic(
         })?;
     // A topic that exists needs no Create ACL; and a broker that refuses this client says so
     // here, within seconds, rather than after the create request's timeout.
-    if tokio::task::block_in_place(|| wait_for_metadata(admin.inner(), settings))?.is_some() {
+    if tokio::task::block_in_place(|| wait_for_metadata(admin.inner(), settings, &|| ()))?.is_some()
+    {
         info!(topic = %settings.topic, "topic exists; leaving it as it is");
         return Ok(());
     }

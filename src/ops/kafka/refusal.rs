@@ -71,12 +71,36 @@ fn refusal_code(error: &KafkaError, reason: &str) -> Option<RDKafkaErrorCode> {
 /// Keeps the first refusal reported by a client's error callback.
 pub fn note(error: &KafkaError, reason: &str) {
     if let Some(code) = refusal_code(error, reason) {
-        let mut noted = NOTED.lock().unwrap_or_else(|e| e.into_inner());
-        if noted.is_none() {
-            *noted = Some((code, reason.to_string()));
-            ANY.store(true, Ordering::Release);
-        }
+        keep(code, reason);
     }
+}
+
+fn keep(code: RDKafkaErrorCode, detail: &str) {
+    let mut noted = NOTED.lock().unwrap_or_else(|e| e.into_inner());
+    if noted.is_none() {
+        *noted = Some((code, detail.to_string()));
+        ANY.store(true, Ordering::Release);
+    }
+}
+
+/// Keeps the first refused login or TLS handshake that a librdkafka log line reports.
+pub fn note_log(message: &str) {
+    let code = if message.contains("SASL authentication error") {
+        RDKafkaErrorCode::Authentication
+    } else if message.contains("certificate verify failed")
+        || message.contains("SSL handshake failed")
+    {
+        RDKafkaErrorCode::SSL
+    } else {
+        return;
+    };
+    // "[thrd:sasl_ssl://host:port/bootstrap]: sasl_ssl://host:port/bootstrap: ..." names the
+    // broker twice; keep the second.
+    let message = match message.split_once("]: ") {
+        Some((thread, rest)) if thread.starts_with("[thrd:") => rest,
+        _ => message,
+    };
+    keep(code, message);
 }
 
 /// The refusal a client reported since start-up, if any, as what it means for `doing`.

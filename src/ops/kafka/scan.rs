@@ -158,7 +158,7 @@ fn assign_from_start(
         topic: topic.clone(),
         source,
     };
-    let partitions = wait_for_topic(consumer.client(), settings)? as i32;
+    let partitions = wait_for_topic_polled(consumer, settings)? as i32;
     let mut ends = std::collections::BTreeMap::new();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
@@ -189,7 +189,7 @@ pub fn topic_id_now(settings: &KafkaSettings) -> Result<Option<String>, ScanErro
         topic: settings.topic.clone(),
         source,
     })?;
-    wait_for_topic(consumer.client(), settings)?;
+    wait_for_topic_polled(&consumer, settings)?;
     Ok(current_topic_id(consumer.client(), settings)?)
 }
 
@@ -211,7 +211,7 @@ pub fn committed_offsets(
         .set("enable.auto.commit", "false")
         .create_with_context(QuietEof)
         .map_err(err)?;
-    let partitions = wait_for_topic(consumer.client(), settings)? as i32;
+    let partitions = wait_for_topic_polled(&consumer, settings)? as i32;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition(&settings.topic, p);

@@ -107,6 +107,8 @@ pub(super) struct PartitionAudit {
     expected: BTreeMap<i64, Expected>,
     pub(super) end: i64,
     pub(super) committed: Option<i64>,
+    /// The group's start (`--start-from`): records before it are not audited.
+    pub(super) start: i64,
 }
 
 fn record_hash(key: Option<&[u8]>, value: Option<&[u8]>) -> u64 {

@@ -9,6 +9,10 @@ impl Audit<'_> {
         let cfg = self.cfg.window;
         let (p, o) = (r.partition, r.offset);
         let part = self.parts.entry(p).or_default();
+        if o < part.start {
+            self.report.before_start += 1;
+            return;
+        }
         while let Some(&(close, end, idle)) = part.closes.get(part.next_close) {
             if close > o {
                 break;
