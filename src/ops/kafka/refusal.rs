@@ -57,12 +57,14 @@ fn refusal_code(error: &KafkaError, reason: &str) -> Option<RDKafkaErrorCode> {
     use RDKafkaErrorCode as C;
     let code = error.rdkafka_error_code()?;
     match code {
-        C::Authentication | C::SaslAuthenticationFailed | C::SSL => Some(code),
+        C::Authentication | C::SaslAuthenticationFailed => Some(code),
         C::TopicAuthorizationFailed
         | C::GroupAuthorizationFailed
         | C::TransactionalIdAuthorizationFailed
         | C::ClusterAuthorizationFailed => Some(code),
-        // An untrusted certificate is sometimes reported as a transport failure.
+        // Only an untrusted certificate: other TLS failures (a broker closing the connection
+        // mid-handshake while it restarts) may pass. It is sometimes reported as a
+        // transport failure rather than as an SSL error.
         _ if reason.contains("certificate verify failed") => Some(C::SSL),
         _ => None,
     }
@@ -87,9 +89,7 @@ fn keep(code: RDKafkaErrorCode, detail: &str) {
 pub fn note_log(message: &str) {
     let code = if message.contains("SASL authentication error") {
         RDKafkaErrorCode::Authentication
-    } else if message.contains("certificate verify failed")
-        || message.contains("SSL handshake failed")
-    {
+    } else if message.contains("certificate verify failed") {
         RDKafkaErrorCode::SSL
     } else {
         return;
