@@ -127,7 +127,8 @@ fn a_properties_file_and_x_settings_reach_every_client() {
         &file,
         format!(
             "# brokers from the file, not from --brokers\nbootstrap.servers={}\n\
-             client.id=landfall-props-test\nsasl.password={SECRET}\n",
+             client.id=landfall-props-test\n# a secret the plaintext broker ignores\n\
+             ssl.key.password={SECRET}\n",
             brokers()
         ),
     )

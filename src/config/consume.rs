@@ -59,11 +59,7 @@ pub fn consume_config(args: &ConsumeArgs) -> Result<ConsumeConfig, ConfigError> 
         MAX_CHECKPOINT_INTERVAL_MS,
         "milliseconds",
     );
-    if args.group.trim().is_empty() {
-        p.push("--group", "LANDFALL_GROUP", "\"\"", "must not be empty");
-    }
-    check_campaigns(&args.campaigns, &mut p);
-    check_dirs(args, &mut p);
+    check_group_campaigns_dirs(args, &mut p);
     let start_from = start_from(&args.start_from, &mut p);
     let cfg = ConsumeConfig {
         kafka,
@@ -89,6 +85,14 @@ pub fn consume_config(args: &ConsumeArgs) -> Result<ConsumeConfig, ConfigError> 
         http_addr: http_addr(&args.http_addr, &mut p),
     };
     p.finish(cfg)
+}
+
+fn check_group_campaigns_dirs(args: &ConsumeArgs, p: &mut Problems) {
+    if args.group.trim().is_empty() {
+        p.push("--group", "LANDFALL_GROUP", "\"\"", "must not be empty");
+    }
+    check_campaigns(&args.campaigns, p);
+    check_dirs(args, p);
 }
 
 /// `--campaigns`: a readable campaign table with at least one campaign.

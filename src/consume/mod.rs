@@ -10,6 +10,7 @@
 //! [`pipeline`] holds the per-partition state and applies each stage to a record; [`source`]
 //! owns the Kafka consumer and its poll loop, which drives checkpoints and commits.
 
+mod callbacks;
 pub mod commit;
 pub mod decode;
 pub mod enrich;

@@ -11,8 +11,9 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tracing::info;
 
+use super::callbacks::SourceContext;
 use super::feed::Feed;
-use super::source::{ConsumeError, SourceContext};
+use super::source::ConsumeError;
 use crate::consume::enrich::CampaignTable;
 use crate::consume::pipeline::{ConsumeConfig, Pipeline, PipelineError};
 use crate::consume::sink::marker;

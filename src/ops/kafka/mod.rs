@@ -376,11 +376,19 @@ pub async fn create_topic(
             }
         }
     }
-    // KRaft answers CreateTopics once the controller has the topic, and a broker's metadata
-    // cache can lag behind it for a moment: a client asking then would be told the topic does
-    // not exist. Return only once the metadata shows it.
+    until_in_metadata(admin.inner(), settings, started).await
+}
+
+/// KRaft answers CreateTopics once the controller has the topic, and a broker's metadata
+/// cache can lag behind it for a moment: a client asking then would be told the topic does
+/// not exist. Returns only once the metadata shows it.
+async fn until_in_metadata<C: ClientContext>(
+    client: &Client<C>,
+    settings: &KafkaSettings,
+    started: Instant,
+) -> Result<(), KafkaSetupError> {
     loop {
-        let last_error = match probe_topic(admin.inner(), &settings.topic, Duration::from_secs(1)) {
+        let last_error = match probe_topic(client, &settings.topic, Duration::from_secs(1)) {
             Probe::Found(_) => return Ok(()),
             Probe::Missing => "the new topic is not in the metadata yet".to_string(),
             Probe::Refused(code) => format!("{code:?}"),

@@ -141,33 +141,10 @@ pub fn refusal(
                 detail: detail.to_string(),
             })
         }
-        C::TopicAuthorizationFailed => match doing {
-            Doing::Describing => (
-                format!("describe topic {topic:?}"),
-                "Describe",
-                topic_arg(topic),
-            ),
-            Doing::Creating => (
-                format!("create topic {topic:?}"),
-                "Create",
-                topic_arg(topic),
-            ),
-            Doing::Reading { group: "" } => (
-                format!("read topic {topic:?}"),
-                "Read --operation Describe",
-                topic_arg(topic),
-            ),
-            Doing::Reading { group } => (
-                format!("read topic {topic:?} (group {group:?})"),
-                "Read --operation Describe",
-                topic_arg(topic),
-            ),
-            Doing::Writing { .. } => (
-                format!("write to topic {topic:?}"),
-                "Write --operation Describe",
-                topic_arg(topic),
-            ),
-        },
+        C::TopicAuthorizationFailed => {
+            let (what, operations) = topic_access(topic, doing);
+            (what, operations, format!("--topic {topic}"))
+        }
         C::GroupAuthorizationFailed => {
             let group = match doing {
                 Doing::Reading { group } => group,
@@ -209,8 +186,24 @@ pub fn refusal(
     })
 }
 
-fn topic_arg(topic: &str) -> String {
-    format!("--topic {topic}")
+/// What was refused on the topic, and the operations that grant it, for what the client was
+/// doing.
+fn topic_access(topic: &str, doing: Doing<'_>) -> (String, &'static str) {
+    match doing {
+        Doing::Describing => (format!("describe topic {topic:?}"), "Describe"),
+        Doing::Creating => (format!("create topic {topic:?}"), "Create"),
+        Doing::Reading { group: "" } => {
+            (format!("read topic {topic:?}"), "Read --operation Describe")
+        }
+        Doing::Reading { group } => (
+            format!("read topic {topic:?} (group {group:?})"),
+            "Read --operation Describe",
+        ),
+        Doing::Writing { .. } => (
+            format!("write to topic {topic:?}"),
+            "Write --operation Describe",
+        ),
+    }
 }
 
 /// The principal the brokers see, as far as the client knows it.
