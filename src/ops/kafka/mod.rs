@@ -84,6 +84,12 @@ impl ClientContext for QuietEof {
 pub fn log_client_line(level: RDKafkaLogLevel, fac: &str, message: &str) {
     refusal::note_log(message);
     use RDKafkaLogLevel as L;
+    // A fresh broker loads its coordinators for a moment; librdkafka retries and says so at
+    // warning level. Expected: not something to act on.
+    let level = match level {
+        L::Warning if message.contains("Coordinator load in progress") => L::Info,
+        other => other,
+    };
     match level {
         L::Emerg | L::Alert | L::Critical | L::Error => {
             tracing::error!(target: "librdkafka", "librdkafka: {fac} {message}")
