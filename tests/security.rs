@@ -102,8 +102,7 @@ fn user_with_acls(name: &str, acls: &[&[&str]]) -> PathBuf {
 /// `landfall ARGS` against the secured broker through `file`.
 fn secure(file: &Path, args: &[&str]) -> Command {
     let mut cmd = landfall(args);
-    cmd.env_remove("LANDFALL_BROKERS")
-        .env("LANDFALL_KAFKA_CONFIG_FILE", file);
+    through(&mut cmd, file);
     cmd
 }
 
@@ -125,22 +124,6 @@ fn run_logged(mut cmd: Command, what: &str) -> String {
     text
 }
 
-/// The independent client: `tests/kafka_probe.py FILE MODE TOPIC [ARG]`, JSON on stdout.
-fn probe(file: &Path, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(python())
-        .arg(repo_root().join("tests/kafka_probe.py"))
-        .arg(file)
-        .args(args)
-        .output()
-        .expect("run tests/kafka_probe.py");
-    assert!(
-        out.status.success(),
-        "kafka_probe.py {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// Committed records of `topic` counted by kcat with the property file `file`. Debian's kcat
 /// links librdkafka 2.0.2, whose SCRAM Kafka 4 rejects (librdkafka#4895): it runs here on the
 /// newer librdkafka that confluent-kafka's wheel carries.
@@ -148,7 +131,8 @@ fn kcat_count(file: &Path, topic: &str) -> u64 {
     let libs = Command::new(python())
         .args([
             "-c",
-            "import confluent_kafka, glob, os;              d = os.path.dirname(confluent_kafka.__file__) + '.libs';              print(glob.glob(d + '/librdkafka*.so*')[0])",
+            "import confluent_kafka, glob, os; print(glob.glob(os.path.dirname(\
+             confluent_kafka.__file__) + '.libs/librdkafka*.so*')[0])",
         ])
         .output()
         .expect("find confluent-kafka's librdkafka");
@@ -254,7 +238,7 @@ fn secured_run_lands_what_the_plaintext_run_lands() {
     assert_eq!(footers(&sec), footers(&plain));
     assert_eq!(read_rejects(&sec.rejects), read_rejects(&plain.rejects));
 
-    let probed = probe(&file, &["count", &topic]).as_u64().unwrap();
+    let probed = kafka_probe(&file, &["count", &topic]).as_u64().unwrap();
     assert_eq!(
         probed,
         v.int("records"),

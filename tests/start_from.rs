@@ -40,18 +40,8 @@ fn offsets_for_times(topic: &str, ms: i64) -> BTreeMap<i32, i64> {
     let dir = scratch();
     let file = dir.path().join("plain.properties");
     std::fs::write(&file, format!("bootstrap.servers={}\n", brokers())).unwrap();
-    let out = Command::new(python())
-        .arg(repo_root().join("tests/kafka_probe.py"))
-        .arg(&file)
-        .args(["offsets-for-times", topic, &ms.to_string()])
-        .output()
-        .expect("run tests/kafka_probe.py");
-    assert!(
-        out.status.success(),
-        "kafka_probe.py failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let map: BTreeMap<String, i64> = serde_json::from_slice(&out.stdout).unwrap();
+    let found = kafka_probe(&file, &["offsets-for-times", topic, &ms.to_string()]);
+    let map: BTreeMap<String, i64> = serde_json::from_value(found).unwrap();
     map.into_iter()
         .map(|(p, o)| (p.parse().unwrap(), o))
         .collect()

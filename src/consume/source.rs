@@ -461,10 +461,7 @@ impl PollNotes {
     /// client since start-up: no retry can fix it.
     fn refused(&self, e: Option<&KafkaError>) -> Result<(), PipelineError> {
         let doing = Doing::Reading { group: &self.group };
-        let refusal = e
-            .and_then(|e| refusal::of_error(e, &self.kafka, doing))
-            .or_else(|| refusal::noted(&self.kafka, doing));
-        refusal.map_or(Ok(()), |r| Err(r.into()))
+        refusal::behind(e, &self.kafka, doing).map_or(Ok(()), |r| Err(r.into()))
     }
 
     /// Takes what one poll returned: a record goes to the worker, an end-of-partition event

@@ -250,7 +250,7 @@ fn refused(e: &KafkaError, cfg: &ProduceConfig) -> Option<Refusal> {
     let doing = Doing::Writing {
         transactional_id: &cfg.transactional_id,
     };
-    refusal::of_error(e, &cfg.kafka, doing).or_else(|| refusal::noted(&cfg.kafka, doing))
+    refusal::behind(Some(e), &cfg.kafka, doing)
 }
 
 /// Runs the producer until `count` records have been generated or `shutdown` is cancelled.

@@ -379,6 +379,23 @@ pub fn python() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("python3"))
 }
 
+/// The independent Kafka client, confluent-kafka (its own librdkafka), reading the librdkafka
+/// property file `file`: `tests/kafka_probe.py FILE MODE TOPIC [ARG]`, JSON on stdout.
+pub fn kafka_probe(file: &Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(python())
+        .arg(repo_root().join("tests/kafka_probe.py"))
+        .arg(file)
+        .args(args)
+        .output()
+        .expect("run tests/kafka_probe.py");
+    assert!(
+        out.status.success(),
+        "kafka_probe.py {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Runs a future to completion on a runtime of its own (for the rdkafka admin client).
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()

@@ -13,28 +13,7 @@ const MECHANISMS: [&str; 4] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTH
 /// The properties the security flags stand for, in librdkafka's names.
 pub(super) fn properties(args: &SecurityArgs, problems: &mut Problems) -> ClientProperties {
     let mut p = ClientProperties::default();
-    if let Some(v) = &args.security_protocol {
-        match PROTOCOLS.iter().find(|x| x.eq_ignore_ascii_case(v.trim())) {
-            Some(x) => p.push("security.protocol".into(), x.to_string()),
-            None => problems.push(
-                "--security-protocol",
-                "LANDFALL_SECURITY_PROTOCOL",
-                format!("{v:?}"),
-                "expected plaintext, ssl, sasl_plaintext or sasl_ssl",
-            ),
-        }
-    }
-    if let Some(v) = &args.sasl_mechanism {
-        match MECHANISMS.iter().find(|x| x.eq_ignore_ascii_case(v.trim())) {
-            Some(x) => p.push("sasl.mechanisms".into(), x.to_string()),
-            None => problems.push(
-                "--sasl-mechanism",
-                "LANDFALL_SASL_MECHANISM",
-                format!("{v:?}"),
-                "expected PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER",
-            ),
-        }
-    }
+    choices(args, &mut p, problems);
     if let Some(v) = &args.sasl_username {
         p.push("sasl.username".into(), v.clone());
     }
@@ -87,6 +66,38 @@ pub(super) fn properties(args: &SecurityArgs, problems: &mut Problems) -> Client
         p.push("ssl.key.password".into(), v.clone());
     }
     p
+}
+
+/// `--security-protocol` and `--sasl-mechanism`: one of their values, in librdkafka's spelling.
+fn choices(args: &SecurityArgs, p: &mut ClientProperties, problems: &mut Problems) {
+    let named = [
+        (
+            "--security-protocol",
+            "LANDFALL_SECURITY_PROTOCOL",
+            "security.protocol",
+            &args.security_protocol,
+            &PROTOCOLS,
+        ),
+        (
+            "--sasl-mechanism",
+            "LANDFALL_SASL_MECHANISM",
+            "sasl.mechanisms",
+            &args.sasl_mechanism,
+            &MECHANISMS,
+        ),
+    ];
+    for (flag, env, key, value, allowed) in named {
+        let Some(v) = value else { continue };
+        match allowed.iter().find(|x| x.eq_ignore_ascii_case(v.trim())) {
+            Some(x) => p.push(key.into(), x.to_string()),
+            None => problems.push(
+                flag,
+                env,
+                format!("{v:?}"),
+                &format!("expected one of {}", allowed.join(", ")),
+            ),
+        }
+    }
 }
 
 /// `--sasl-password` or the first line of `--sasl-password-file`, not both.

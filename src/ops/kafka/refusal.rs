@@ -113,8 +113,20 @@ pub fn noted(settings: &KafkaSettings, doing: Doing<'_>) -> Option<Refusal> {
     refusal(code, &detail, settings, doing)
 }
 
+/// The refusal behind `error`, or else one a client noted since start-up, if any: no retry
+/// can fix it.
+pub fn behind(
+    error: Option<&KafkaError>,
+    settings: &KafkaSettings,
+    doing: Doing<'_>,
+) -> Option<Refusal> {
+    error
+        .and_then(|e| of_error(e, settings, doing))
+        .or_else(|| noted(settings, doing))
+}
+
 /// What an error code means as a refusal while `doing`, if it is one.
-pub fn of_error(error: &KafkaError, settings: &KafkaSettings, doing: Doing<'_>) -> Option<Refusal> {
+fn of_error(error: &KafkaError, settings: &KafkaSettings, doing: Doing<'_>) -> Option<Refusal> {
     let code = refusal_code(error, &error.to_string())?;
     refusal(code, &error.to_string(), settings, doing)
 }

@@ -232,9 +232,7 @@ pub fn committed_offsets(
 /// error as it is.
 fn refused_or(settings: &KafkaSettings, group: &str, source: KafkaError) -> ScanError {
     let doing = super::Doing::Reading { group };
-    match super::refusal::of_error(&source, settings, doing)
-        .or_else(|| super::refusal::noted(settings, doing))
-    {
+    match super::refusal::behind(Some(&source), settings, doing) {
         Some(r) => ScanError::Setup(r.into()),
         None => ScanError::Kafka {
             topic: settings.topic.clone(),
