@@ -21,6 +21,8 @@
 //! - [`verify`]: the audit of the output against the log.
 //! - [`readback`]: the reader of landed files (footers, rows), shared by the sink's "already
 //!   there" check, `query` and `verify`.
+//! - [`store`]: where landed files live: a local directory, or a prefix in an object store
+//!   (S3, GCS, Azure) written with conditional creates.
 //! - [`identity`]: what the output depends on (topic ID, settings, campaign table), recorded
 //!   in commits, footers and the directory marker, and compared on every restart.
 //! - [`ops`]: Kafka plumbing, metrics and the HTTP server, signals, failpoints.
@@ -38,6 +40,7 @@ pub mod ops;
 pub mod produce;
 pub mod query;
 pub mod readback;
+pub mod store;
 pub mod verify;
 
 pub use error::{Error, Result};

@@ -138,10 +138,10 @@ async fn consume(args: landfall::cli::ConsumeArgs) -> Result<()> {
     kafka::log_librdkafka();
     let stop = shutdown::install().context("installing signal handlers")?;
     if let Some(addr) = cfg.http_addr {
-        let report = Some(cfg.output_dir.clone());
+        let report = Some(cfg.output.clone());
         metrics::serve(addr, &metrics::consumer().process, report, stop.clone()).await?;
     }
-    let (out, rejects) = (cfg.output_dir.clone(), cfg.rejects_dir.clone());
+    let (out, rejects) = (cfg.output.clone(), cfg.rejects.clone());
     let summary = tokio::task::spawn_blocking(move || consume::run(cfg, &stop))
         .await
         .context("consumer thread")??;
@@ -160,22 +160,23 @@ async fn consume(args: landfall::cli::ConsumeArgs) -> Result<()> {
         t.windows_landed,
         t.windows_already_there,
         t.reject_files_landed,
-        out.display(),
-        rejects.display()
+        out,
+        rejects
     );
     Ok(())
 }
 
 async fn windows(args: landfall::cli::WindowsArgs) -> Result<()> {
     let q = config::windows_query(&args, chrono::Utc::now().timestamp_micros())?;
-    let dir = args.output_dir.clone();
+    let root = config::report_root(&args.output_dir, &args.store)?;
+    let dir = root.clone();
     let answer = tokio::task::spawn_blocking(move || query::query(&dir, &q))
         .await
         .context("reader thread")??;
     if args.explain {
         eprintln!("{}", answer.scan);
     }
-    let dir = args.output_dir.display();
+    let dir = root;
     if answer.rows.is_empty() {
         if answer.scan.files_listed == 0 && answer.scan.dirs_skipped == 0 {
             eprintln!(
@@ -206,11 +207,12 @@ async fn windows(args: landfall::cli::WindowsArgs) -> Result<()> {
 
 async fn serve(args: landfall::cli::ServeArgs) -> Result<()> {
     let addr = config::serve_addr(&args)?;
-    if !args.output_dir.is_dir() {
+    let root = config::report_root(&args.output_dir, &args.store)?;
+    if root.local().is_some_and(|d| !d.is_dir()) {
         return Err(landfall::readback::ReadError::Missing(args.output_dir).into());
     }
     let stop = shutdown::install().context("installing signal handlers")?;
-    let server = metrics::serve_windows(addr, args.output_dir, stop.clone()).await?;
+    let server = metrics::serve_windows(addr, root, stop.clone()).await?;
     stop.cancelled().await;
     server.await.context("HTTP server")?;
     Ok(())

@@ -268,10 +268,13 @@ fn footer_values(d: &Dirs, key: &str) -> Vec<Option<String>> {
     window_files(d)
         .iter()
         .map(|f| {
-            landfall::readback::read_footer(&d.report.join(f))
-                .unwrap()
-                .get(key)
-                .map(str::to_string)
+            landfall::readback::read_footer(
+                &landfall::store::Root::Local(d.report.clone()),
+                &d.report.join(f),
+            )
+            .unwrap()
+            .get(key)
+            .map(str::to_string)
         })
         .collect()
 }

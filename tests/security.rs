@@ -175,10 +175,13 @@ fn footers(d: &Dirs) -> Vec<(PathBuf, Vec<(String, String)>)> {
     parquet_files(&d.report)
         .into_iter()
         .map(|rel| {
-            let f = landfall::readback::read_window_file(&d.report.join(&rel))
-                .unwrap()
-                .footer
-                .0;
+            let f = landfall::readback::read_window_file(
+                &landfall::store::Root::Local(d.report.clone()),
+                &d.report.join(&rel),
+            )
+            .unwrap()
+            .footer
+            .0;
             let kept = f
                 .into_iter()
                 .filter(|(k, _)| k != "landfall.topic_id")

@@ -72,13 +72,24 @@ pub struct ConsumeArgs {
     )]
     pub campaigns: std::path::PathBuf,
 
-    /// Report directory: finalized window files.
+    /// Report directory: finalized window files. A path, or an object-store URL:
+    /// s3://bucket/prefix, gs://bucket/prefix, az://container/prefix.
     #[arg(long, env = "LANDFALL_OUTPUT_DIR", default_value = "data/views_report")]
     pub output_dir: std::path::PathBuf,
 
-    /// Rejects dataset: late and invalid records, outside the report directory.
+    /// Rejects dataset: late and invalid records, outside the report directory. A path or an
+    /// object-store URL, like --output-dir.
     #[arg(long, env = "LANDFALL_REJECTS_DIR", default_value = "data/rejects")]
     pub rejects_dir: std::path::PathBuf,
+
+    #[command(flatten)]
+    pub store: super::StoreArgs,
+
+    /// Land to an object store that does not enforce "create only if absent" (its start-up
+    /// probe fails): allowed only when one consumer at a time writes the prefix and nothing
+    /// else does. Each file is then looked up before it is written.
+    #[arg(long, env = "LANDFALL_ASSUME_SINGLE_WRITER")]
+    pub assume_single_writer: bool,
 
     /// State store (sled). Deleting it loses nothing; it only speeds up restarts.
     #[arg(long, env = "LANDFALL_STATE_DIR", default_value = "data/state")]

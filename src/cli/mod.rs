@@ -7,11 +7,13 @@ mod bench;
 mod consume;
 mod kafka;
 mod produce;
+mod store;
 
 pub use bench::*;
 pub use consume::*;
 pub use kafka::*;
 pub use produce::*;
+pub use store::*;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -56,9 +58,13 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct WindowsArgs {
-    /// Report directory to read.
+    /// Report directory to read: a path, or an object-store URL (s3://bucket/prefix, gs://…,
+    /// az://…).
     #[arg(long, env = "LANDFALL_OUTPUT_DIR", default_value = "data/views_report")]
     pub output_dir: std::path::PathBuf,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
 
     /// Windows starting at or after this time: RFC 3339, "YYYY-MM-DD[ HH:MM[:SS]]" (UTC), now,
     /// or before now, like -1h, -15m, -2d [default: the first window]
@@ -100,9 +106,13 @@ pub enum WindowsFormat {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Report directory to answer from.
+    /// Report directory to answer from: a path, or an object-store URL (s3://bucket/prefix,
+    /// gs://…, az://…).
     #[arg(long, env = "LANDFALL_OUTPUT_DIR", default_value = "data/views_report")]
     pub output_dir: std::path::PathBuf,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
 
     /// Serve /windows and /healthz on this address.
     #[arg(
@@ -135,13 +145,16 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub kafka: KafkaArgs,
 
-    /// Report directory to audit.
+    /// Report directory to audit: a path, or an object-store URL (s3://bucket/prefix, …).
     #[arg(long, env = "LANDFALL_OUTPUT_DIR", default_value = "data/views_report")]
     pub output_dir: std::path::PathBuf,
 
     /// Rejects dataset to audit.
     #[arg(long, env = "LANDFALL_REJECTS_DIR", default_value = "data/rejects")]
     pub rejects_dir: std::path::PathBuf,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
 
     /// Consumer group that wrote the output. Its committed offsets are checked (nothing below
     /// them may be unlanded), and its commit metadata supplies the window settings.

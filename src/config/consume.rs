@@ -7,6 +7,7 @@ use crate::cli::ConsumeArgs;
 use crate::consume::pipeline::ConsumeConfig;
 use crate::consume::start::StartFrom;
 use crate::consume::window::WindowConfig;
+use crate::store::Root;
 
 pub fn consume_config(args: &ConsumeArgs) -> Result<ConsumeConfig, ConfigError> {
     let mut p = Problems::default();
@@ -59,7 +60,23 @@ pub fn consume_config(args: &ConsumeArgs) -> Result<ConsumeConfig, ConfigError> 
         MAX_CHECKPOINT_INTERVAL_MS,
         "milliseconds",
     );
-    check_group_campaigns_dirs(args, &mut p);
+    check_group_campaigns(args, &mut p);
+    let timeout = super::store::store_timeout(&args.store, &mut p);
+    let output = super::store::root(
+        "--output-dir",
+        "LANDFALL_OUTPUT_DIR",
+        &args.output_dir,
+        timeout,
+        &mut p,
+    );
+    let rejects = super::store::root(
+        "--rejects-dir",
+        "LANDFALL_REJECTS_DIR",
+        &args.rejects_dir,
+        timeout,
+        &mut p,
+    );
+    check_dirs(&output, &rejects, &args.state_dir, &mut p);
     let start_from = start_from(&args.start_from, &mut p);
     let cfg = ConsumeConfig {
         kafka,
@@ -68,8 +85,9 @@ pub fn consume_config(args: &ConsumeArgs) -> Result<ConsumeConfig, ConfigError> 
         assignment_strategy: args.assignment_strategy.into(),
         start_from,
         campaigns: args.campaigns.clone(),
-        output_dir: args.output_dir.clone(),
-        rejects_dir: args.rejects_dir.clone(),
+        output,
+        rejects,
+        assume_single_writer: args.assume_single_writer,
         state_dir: args.state_dir.clone(),
         window: WindowConfig {
             size_ms: window_secs * 1000,
@@ -87,12 +105,11 @@ pub fn consume_config(args: &ConsumeArgs) -> Result<ConsumeConfig, ConfigError> 
     p.finish(cfg)
 }
 
-fn check_group_campaigns_dirs(args: &ConsumeArgs, p: &mut Problems) {
+fn check_group_campaigns(args: &ConsumeArgs, p: &mut Problems) {
     if args.group.trim().is_empty() {
         p.push("--group", "LANDFALL_GROUP", "\"\"", "must not be empty");
     }
     check_campaigns(&args.campaigns, p);
-    check_dirs(args, p);
 }
 
 /// `--campaigns`: a readable campaign table with at least one campaign.
@@ -122,16 +139,27 @@ fn check_campaigns(path: &std::path::Path, p: &mut Problems) {
 }
 
 /// The output, rejects and state directories must not nest: report globs would match rejects.
-fn check_dirs(args: &ConsumeArgs, p: &mut Problems) {
-    let same = |a: &std::path::Path, b: &std::path::Path| a.starts_with(b) || b.starts_with(a);
-    if same(&args.output_dir, &args.rejects_dir) {
-        p.push("--rejects-dir", "LANDFALL_REJECTS_DIR", args.rejects_dir.display(), "must be outside --output-dir (and not contain it), so report globs never match rejects");
+/// The state store (sled) is always local.
+fn check_dirs(output: &Root, rejects: &Root, state: &std::path::Path, p: &mut Problems) {
+    if output.overlaps(rejects) {
+        p.push("--rejects-dir", "LANDFALL_REJECTS_DIR", rejects, "must be outside --output-dir (and not contain it), so report globs never match rejects");
     }
-    if same(&args.output_dir, &args.state_dir) {
+    let state_dir = Root::Local(state.to_path_buf());
+    if !matches!(
+        Root::parse(state, crate::store::DEFAULT_STORE_TIMEOUT),
+        Ok(Root::Local(_))
+    ) {
         p.push(
             "--state-dir",
             "LANDFALL_STATE_DIR",
-            args.state_dir.display(),
+            state.display(),
+            "must be a local directory (the state store is embedded; only the output may be in an object store)",
+        );
+    } else if output.overlaps(&state_dir) {
+        p.push(
+            "--state-dir",
+            "LANDFALL_STATE_DIR",
+            state.display(),
             "must be outside --output-dir",
         );
     }

@@ -9,12 +9,14 @@ use crate::query::Query;
 mod consume;
 mod kafka;
 mod produce;
+mod store;
 mod verify;
 
 pub use consume::consume_config;
 pub use kafka::kafka_only;
 use kafka::{env_first, kafka_settings};
 pub use produce::{produce_config, TopicSpec};
+pub use store::report_root;
 pub use verify::verify_config;
 
 pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";

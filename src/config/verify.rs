@@ -55,13 +55,28 @@ pub fn verify_config(
         "seconds",
     );
     let until = until(args.until.as_deref(), &mut p);
+    let store_timeout = super::store::store_timeout(&args.store, &mut p);
+    let report = super::store::root(
+        "--output-dir",
+        "LANDFALL_OUTPUT_DIR",
+        &args.output_dir,
+        store_timeout,
+        &mut p,
+    );
+    let rejects = super::store::root(
+        "--rejects-dir",
+        "LANDFALL_REJECTS_DIR",
+        &args.rejects_dir,
+        store_timeout,
+        &mut p,
+    );
     if args.group.as_deref().is_some_and(|g| g.trim().is_empty()) {
         p.push("--group", "LANDFALL_GROUP", "\"\"", "must not be empty");
     }
     let cfg = VerifyConfig {
         kafka,
-        report_dir: args.output_dir.clone(),
-        rejects_dir: args.rejects_dir.clone(),
+        report,
+        rejects,
         window: WindowConfig {
             size_ms,
             lateness_ms,

@@ -4,24 +4,24 @@
 //! each holds this topic's output under these settings, or none yet), the state store, the
 //! pipeline and its worker, and last the consumer, subscribed.
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::callbacks::SourceContext;
 use super::feed::Feed;
 use super::source::ConsumeError;
 use crate::consume::enrich::CampaignTable;
 use crate::consume::pipeline::{ConsumeConfig, Pipeline, PipelineError};
-use crate::consume::sink::marker;
 use crate::consume::sink::publish::{remove_stale_temps, STALE_TEMP_AGE};
+use crate::consume::sink::{marker, SinkError};
 use crate::consume::state::StateStore;
 use crate::identity::Identity;
 use crate::ops::kafka::{current_topic_id, wait_for_topic_polled, QuietEof};
 use crate::ops::metrics;
+use crate::store::{Root, StoreError};
 
 /// What a session runs on.
 pub(super) struct Opened {
@@ -41,8 +41,8 @@ pub(super) fn open(cfg: &ConsumeConfig) -> Result<Opened, ConsumeError> {
     drop(probe);
     info!(topic = %cfg.kafka.topic, topic_id = topic_id.as_deref().unwrap_or("-"), "topic found");
     let identity = Pipeline::identity(cfg, &table, topic_id.clone());
-    for dir in [&cfg.output_dir, &cfg.rejects_dir] {
-        prepare_output(dir, &identity, !cfg.unsafe_no_durability)?;
+    for root in [&cfg.output, &cfg.rejects] {
+        prepare_output(root, &identity, cfg)?;
     }
     metrics::consumer().init_campaigns(&table);
     let store = StateStore::open(&cfg.state_dir)?;
@@ -68,19 +68,38 @@ pub(super) fn open(cfg: &ConsumeConfig) -> Result<Opened, ConsumeError> {
     })
 }
 
-/// Creates an output directory, sweeps the temporary files an earlier crash left in it, and
-/// claims it for this output (the directory marker, see `sink::marker`).
-fn prepare_output(dir: &Path, identity: &Identity, sync: bool) -> Result<(), ConsumeError> {
-    let output = |source| ConsumeError::Output {
-        path: dir.to_path_buf(),
-        source,
-    };
-    std::fs::create_dir_all(dir).map_err(output)?;
-    let removed = remove_stale_temps(dir, STALE_TEMP_AGE).map_err(output)?;
-    if removed > 0 {
-        info!(dir = %dir.display(), removed, "removed temporary files left by an earlier crash");
+/// Prepares an output directory and claims it for this output (the directory marker, see
+/// `sink::marker`). A local one is created, and swept of the temporary files an earlier crash
+/// left in it. An object store is first probed: it must refuse to replace an object, or
+/// exactly-once cannot hold (unless `--assume-single-writer` says nothing else writes there).
+fn prepare_output(
+    root: &Root,
+    identity: &Identity,
+    cfg: &ConsumeConfig,
+) -> Result<(), ConsumeError> {
+    match root {
+        Root::Local(dir) => {
+            let output = |source| ConsumeError::Output {
+                path: dir.to_path_buf(),
+                source,
+            };
+            std::fs::create_dir_all(dir).map_err(output)?;
+            let removed = remove_stale_temps(dir, STALE_TEMP_AGE).map_err(output)?;
+            if removed > 0 {
+                info!(dir = %dir.display(), removed, "removed temporary files left by an earlier crash");
+            }
+        }
+        Root::Object(store) => match store.probe() {
+            Ok(()) => {
+                info!(store = %store.url(), "object store enforces create-only-if-absent")
+            }
+            Err(e @ StoreError::Overwrites { .. }) if cfg.assume_single_writer => {
+                warn!(error = %e, "--assume-single-writer: landing anyway, looking up each file before writing it");
+            }
+            Err(e) => return Err(PipelineError::from(SinkError::from(e)).into()),
+        },
     }
-    marker::claim(dir, identity, sync).map_err(PipelineError::from)?;
+    marker::claim(root, identity, !cfg.unsafe_no_durability).map_err(PipelineError::from)?;
     Ok(())
 }
 

@@ -9,7 +9,6 @@
 //! atomic add.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
@@ -353,7 +352,7 @@ pub struct BindError {
 pub async fn serve(
     addr: SocketAddr,
     process: &'static Process,
-    report_dir: Option<PathBuf>,
+    report_dir: Option<crate::store::Root>,
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, BindError> {
     use axum::http::StatusCode;
@@ -394,7 +393,7 @@ pub async fn serve(
 /// `landfall serve`: `/windows` over `report_dir`, and `/healthz`, until `shutdown`.
 pub async fn serve_windows(
     addr: SocketAddr,
-    report_dir: PathBuf,
+    report_dir: crate::store::Root,
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, BindError> {
     let app = crate::query::http::router(report_dir)

@@ -2,7 +2,6 @@
 //! `landfall windows`, over HTTP for BI tools. Served beside /metrics by the consumer, or alone
 //! by `landfall serve`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::http::{header, StatusCode, Uri};
@@ -13,9 +12,10 @@ use tracing::warn;
 
 use super::{query, render_csv, render_json, BadFilter, Query};
 use crate::readback::ReadError;
+use crate::store::Root;
 
 /// The `/windows` route over the report directory `dir`.
-pub fn router(dir: PathBuf) -> Router {
+pub fn router(dir: Root) -> Router {
     let dir = Arc::new(dir);
     Router::new().route(
         "/windows",
@@ -84,7 +84,7 @@ fn parameters(query_string: &str) -> ([Option<String>; 5], Vec<BadFilter>) {
     (given, bad)
 }
 
-async fn answer(dir: &Arc<PathBuf>, query_string: &str) -> Response {
+async fn answer(dir: &Arc<Root>, query_string: &str) -> Response {
     let (given, mut bad) = parameters(query_string);
     let [from, to, network, campaign, format] = given;
     let csv = match format.as_deref().map(str::trim) {

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::consume::window::Agg;
 use crate::readback::{parquet_files_pruned, read_window_file_where, ReadError, WindowFileRow};
+use crate::store::Root;
 
 /// One merged row: a window file row whose aggregate covers every partition.
 #[derive(Debug, Clone, PartialEq)]
@@ -253,12 +254,12 @@ pub struct Answer {
 /// are never listed; a file whose footer statistics rule it out is never decoded; a file whose
 /// footer does not say it is a Landfall window file (a reject file, another tool's file) is
 /// left out; a file that cannot be read is left out with a warning that names it.
-pub fn query(dir: &Path, q: &Query) -> Result<Answer, ReadError> {
+pub fn query(root: &Root, q: &Query) -> Result<Answer, ReadError> {
     let mut scan = ScanStats {
         dirs_scanned: 1,
         ..Default::default()
     };
-    let files = parquet_files_pruned(dir, |d| match dir_span_us(d) {
+    let files = parquet_files_pruned(root, |d| match dir_span_us(d) {
         Some((lo, hi)) if !q.overlaps(lo, hi) => {
             scan.dirs_skipped += 1;
             false
@@ -283,7 +284,7 @@ pub fn query(dir: &Path, q: &Query) -> Result<Answer, ReadError> {
             groups = picked.len() as u64;
             Some(picked)
         };
-        let landed = match read_window_file_where(&path, choose) {
+        let landed = match read_window_file_where(root, &path, choose) {
             Ok(landed) => landed,
             // One bad file does not hide every other answer: it is named and left out.
             Err(e) if e.file().is_some() => {

@@ -12,8 +12,11 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::ParquetMetaData;
 
 use crate::consume::window::Agg;
+use crate::store::{Root, StoreError};
+use remote::{ObjectFile, Opened};
 use strict::StrictFile;
 
+mod remote;
 mod strict;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,13 +39,15 @@ pub enum ReadError {
     Layout { path: PathBuf, problem: String },
     #[error("reading {path}: the Parquet reader failed on it ({detail}); the file is corrupt")]
     Corrupt { path: PathBuf, detail: String },
+    #[error("{0}")]
+    Store(#[from] StoreError),
 }
 
 impl ReadError {
     /// The file concerned, when the error is about one file (not a missing directory).
     pub fn file(&self) -> Option<&Path> {
         match self {
-            ReadError::Missing(_) => None,
+            ReadError::Missing(_) | ReadError::Store(_) => None,
             ReadError::Io { path, .. }
             | ReadError::Parquet { path, .. }
             | ReadError::Layout { path, .. }
@@ -91,20 +96,31 @@ fn guarded<T>(path: &Path, read: impl FnOnce() -> Result<T, ReadError>) -> Resul
     }
 }
 
-/// Opens a file for the Parquet reader, with reads past its end refused (see [`strict`]).
-fn open(path: &Path) -> Result<StrictFile, ReadError> {
-    File::open(path)
-        .and_then(StrictFile::new)
-        .map_err(|source| ReadError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+/// Opens a file under `root` (named as [`Root::join`] names it) for the Parquet reader, with
+/// reads past its end refused (see [`strict`]).
+fn open(root: &Root, path: &Path) -> Result<Opened, ReadError> {
+    match root {
+        Root::Local(_) => File::open(path)
+            .and_then(StrictFile::new)
+            .map(Opened::File)
+            .map_err(|source| ReadError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
+        Root::Object(o) => {
+            let rel = root.relative(path).ok_or_else(|| ReadError::Layout {
+                path: path.to_path_buf(),
+                problem: format!("not a file under {root}"),
+            })?;
+            Ok(Opened::Object(ObjectFile::open(o, &rel)?))
+        }
+    }
 }
 
 /// Reads only a file's footer (its key-value metadata), nothing of its data.
-pub fn read_footer(path: &Path) -> Result<Footer, ReadError> {
+pub fn read_footer(root: &Root, path: &Path) -> Result<Footer, ReadError> {
     guarded(path, || {
-        let file = open(path)?;
+        let file = open(root, path)?;
         let md = parquet::file::metadata::ParquetMetaDataReader::new()
             .parse_and_finish(&file)
             .map_err(|source| ReadError::Parquet {
@@ -115,18 +131,34 @@ pub fn read_footer(path: &Path) -> Result<Footer, ReadError> {
     })
 }
 
-/// Every finalized file under `dir`: `*.parquet`, never temporary files (which start with a
+/// Every finalized file under `root`: `*.parquet`, never temporary files (which start with a
 /// dot). Sorted.
-pub fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>, ReadError> {
-    parquet_files_pruned(dir, |_| true)
+pub fn parquet_files(root: &Root) -> Result<Vec<PathBuf>, ReadError> {
+    parquet_files_pruned(root, |_| true)
+}
+
+/// A finalized file's name: `*.parquet`, not starting with a dot.
+fn finalized(name: &str) -> bool {
+    name.ends_with(".parquet") && !name.starts_with('.')
 }
 
 /// As [`parquet_files`], but descends only into the subdirectories `enter` accepts, so a query
 /// never lists the directories outside its time range.
 pub fn parquet_files_pruned(
-    dir: &Path,
+    root: &Root,
     mut enter: impl FnMut(&Path) -> bool,
 ) -> Result<Vec<PathBuf>, ReadError> {
+    let dir = match root {
+        Root::Local(dir) => dir,
+        Root::Object(o) => {
+            let listed = o.list(|rel| enter(&root.join(Path::new(rel))))?;
+            return Ok(listed
+                .into_iter()
+                .filter(|(rel, _)| finalized(rel.rsplit('/').next().unwrap_or(rel)))
+                .map(|(rel, _)| root.join(Path::new(&rel)))
+                .collect());
+        }
+    };
     if !dir.is_dir() {
         return Err(ReadError::Missing(dir.to_path_buf()));
     }
@@ -144,7 +176,7 @@ pub fn parquet_files_pruned(
             }
         })?;
         let name = entry.file_name().to_string_lossy();
-        if !entry.file_type().is_dir() && name.ends_with(".parquet") && !name.starts_with('.') {
+        if !entry.file_type().is_dir() && finalized(&name) {
             out.push(entry.into_path());
         }
     }
@@ -214,10 +246,11 @@ pub struct ReadBack<R> {
 /// Reads a file's footer, then decodes only the row groups `choose` picks from it (all of them
 /// with `None`). Picking none reads nothing past the footer.
 fn read_batches(
+    root: &Root,
     path: &Path,
     choose: impl FnOnce(&Footer, &ParquetMetaData) -> Option<Vec<usize>>,
 ) -> Result<(Footer, Vec<RecordBatch>), ReadError> {
-    let file = open(path)?;
+    let file = open(root, path)?;
     let perr = |source| ReadError::Parquet {
         path: path.to_path_buf(),
         source,
@@ -265,18 +298,19 @@ fn typed<'b, T: 'b>(
 }
 
 /// Reads one window file.
-pub fn read_window_file(path: &Path) -> Result<ReadBack<WindowFileRow>, ReadError> {
-    read_window_file_where(path, |_, _| None)
+pub fn read_window_file(root: &Root, path: &Path) -> Result<ReadBack<WindowFileRow>, ReadError> {
+    read_window_file_where(root, path, |_, _| None)
 }
 
 /// Reads one window file, decoding only the row groups `choose` picks from the footer (its
 /// key-value entries and each row group's statistics); `None` picks all of them.
 pub fn read_window_file_where(
+    root: &Root,
     path: &Path,
     choose: impl FnOnce(&Footer, &ParquetMetaData) -> Option<Vec<usize>>,
 ) -> Result<ReadBack<WindowFileRow>, ReadError> {
     guarded(path, || {
-        let (footer, batches) = read_batches(path, choose)?;
+        let (footer, batches) = read_batches(root, path, choose)?;
         let mut rows = Vec::new();
         for b in &batches {
             window_rows(path, b, &mut rows)?;
@@ -350,9 +384,9 @@ fn window_rows(
 }
 
 /// Reads one reject file.
-pub fn read_reject_file(path: &Path) -> Result<ReadBack<RejectRow>, ReadError> {
+pub fn read_reject_file(root: &Root, path: &Path) -> Result<ReadBack<RejectRow>, ReadError> {
     guarded(path, || {
-        let (footer, batches) = read_batches(path, |_, _| None)?;
+        let (footer, batches) = read_batches(root, path, |_, _| None)?;
         let mut rows = Vec::new();
         for b in &batches {
             reject_rows(path, b, &mut rows)?;
@@ -404,10 +438,11 @@ mod tests {
             seen += 1;
             // Each is damaged somewhere (the footer, or a page behind a sound footer): every
             // read returns, and whatever fails names the file.
+            let root = Root::Local(dir.clone());
             let errors: Vec<ReadError> = [
-                read_footer(&path).err(),
-                read_window_file(&path).err(),
-                read_reject_file(&path).err(),
+                read_footer(&root, &path).err(),
+                read_window_file(&root, &path).err(),
+                read_reject_file(&root, &path).err(),
             ]
             .into_iter()
             .flatten()

@@ -32,12 +32,19 @@ impl Length for StrictFile {
 }
 
 /// Reads at most up to the end of the file; a read asked for there is an error.
-pub struct BoundedRead {
-    inner: BufReader<File>,
+pub struct BoundedRead<R = BufReader<File>> {
+    inner: R,
     left: u64,
 }
 
-impl Read for BoundedRead {
+impl<R: Read> BoundedRead<R> {
+    /// `inner`, which holds `left` bytes up to the end of the file.
+    pub fn new(inner: R, left: u64) -> Self {
+        BoundedRead { inner, left }
+    }
+}
+
+impl<R: Read> Read for BoundedRead<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
@@ -58,7 +65,7 @@ impl Read for BoundedRead {
     }
 }
 
-fn past_the_end() -> std::io::Error {
+pub fn past_the_end() -> std::io::Error {
     std::io::Error::new(
         std::io::ErrorKind::UnexpectedEof,
         "a read past the end of the file (a damaged page header)",

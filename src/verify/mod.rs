@@ -29,8 +29,9 @@ use audit::Audit;
 #[derive(Debug, Clone)]
 pub struct VerifyConfig {
     pub kafka: KafkaSettings,
-    pub report_dir: PathBuf,
-    pub rejects_dir: PathBuf,
+    /// The report and rejects directories: local, or object-store prefixes.
+    pub report: crate::store::Root,
+    pub rejects: crate::store::Root,
     pub window: WindowConfig,
     pub limits: crate::consume::decode::Limits,
     /// The consumer group whose committed offsets must not pass unlanded records.

@@ -142,7 +142,7 @@ pub fn tree_bytes(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 }
 
 fn footer(path: &Path) -> BTreeMap<String, String> {
-    landfall::readback::read_window_file(path)
+    landfall::readback::read_window_file(&landfall::store::Root::Local(path.into()), path)
         .unwrap_or_else(|e| panic!("{e}"))
         .footer
         .0

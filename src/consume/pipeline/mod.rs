@@ -42,8 +42,12 @@ pub struct ConsumeConfig {
     /// Where a partition the group never committed starts.
     pub start_from: crate::consume::start::StartFrom,
     pub campaigns: PathBuf,
-    pub output_dir: PathBuf,
-    pub rejects_dir: PathBuf,
+    /// Where window files land: a local directory or an object-store prefix.
+    pub output: crate::store::Root,
+    pub rejects: crate::store::Root,
+    /// `--assume-single-writer`: an object store that failed the conditional-write probe is
+    /// used anyway, looking up each file before it is written.
+    pub assume_single_writer: bool,
     pub state_dir: PathBuf,
     pub window: WindowConfig,
     pub idle_timeout: Duration,
@@ -203,11 +207,12 @@ impl Pipeline {
         identity: Identity,
     ) -> Self {
         let sink = Sink {
-            report_dir: cfg.output_dir.clone(),
-            rejects_dir: cfg.rejects_dir.clone(),
+            report: cfg.output.clone(),
+            rejects: cfg.rejects.clone(),
             identity,
             table: table.clone(),
             sync: !cfg.unsafe_no_durability,
+            look_first: cfg.assume_single_writer,
         };
         Pipeline {
             cfg,

@@ -1,5 +1,6 @@
 use super::*;
 use crate::readback::{parquet_files, read_reject_file};
+use crate::store::Root;
 
 fn config(root: &std::path::Path) -> ConsumeConfig {
     ConsumeConfig {
@@ -14,8 +15,9 @@ fn config(root: &std::path::Path) -> ConsumeConfig {
         assignment_strategy: crate::ops::kafka::AssignmentStrategy::CooperativeSticky,
         start_from: Default::default(),
         campaigns: root.join("campaigns.csv"),
-        output_dir: root.join("report"),
-        rejects_dir: root.join("rejects"),
+        output: Root::Local(root.join("report")),
+        rejects: Root::Local(root.join("rejects")),
+        assume_single_writer: false,
         state_dir: root.join("state"),
         window: WindowConfig {
             size_ms: 60_000,
@@ -35,8 +37,8 @@ fn config(root: &std::path::Path) -> ConsumeConfig {
 /// A pipeline over `root`'s directories, with partition 0 starting at `commit`.
 fn pipeline(root: &std::path::Path, store: &str, commit: Option<CommitPoint>) -> Pipeline {
     let cfg = config(root);
-    for d in [&cfg.output_dir, &cfg.rejects_dir] {
-        std::fs::create_dir_all(d).unwrap();
+    for d in [&cfg.output, &cfg.rejects] {
+        std::fs::create_dir_all(d.local().unwrap()).unwrap();
     }
     let table = CampaignTable::parse(
         &cfg.campaigns,
@@ -81,8 +83,9 @@ fn feed(p: &mut Pipeline, log: &[Vec<u8>], from: usize, to: usize) {
 /// Reject offsets with the file each is in; fails on a reject in two files.
 fn rejects(root: &std::path::Path) -> BTreeMap<i64, PathBuf> {
     let mut out = BTreeMap::new();
-    for f in parquet_files(&root.join("rejects")).unwrap() {
-        for r in read_reject_file(&f).unwrap().rows {
+    let dir = Root::Local(root.join("rejects"));
+    for f in parquet_files(&dir).unwrap() {
+        for r in read_reject_file(&dir, &f).unwrap().rows {
             if let Some(prev) = out.insert(r.offset, f.clone()) {
                 panic!(
                     "reject at {} in {} and {}",
@@ -133,7 +136,7 @@ fn a_replay_cuts_rejects_where_the_first_run_did() {
 
 /// Window files and their bytes, by name.
 fn windows(root: &std::path::Path) -> BTreeMap<std::ffi::OsString, Vec<u8>> {
-    parquet_files(&root.join("report"))
+    parquet_files(&Root::Local(root.join("report")))
         .unwrap()
         .into_iter()
         .map(|f| {

@@ -13,6 +13,8 @@ pub use self::parquet::{encode_rejects, encode_window, rejects_schema, window_sc
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::store::{rel_key, Root, StoreError};
+
 use crate::consume::enrich::CampaignTable;
 use crate::consume::reject::RejectRecord;
 use crate::consume::window::ClosedWindow;
@@ -47,6 +49,10 @@ pub enum SinkError {
          the directory and restart"
     )]
     Unreadable { path: PathBuf, detail: String },
+    #[error(
+        "{0}; nothing past the last landed file was committed, and a restart resumes from there"
+    )]
+    Store(#[from] StoreError),
     #[error("{path} is already there but is not the file this run would land: {mismatch}. {}", way_out(.mismatch))]
     NotOurs { path: PathBuf, mismatch: Mismatch },
     #[error(
@@ -109,12 +115,15 @@ pub struct TableChange {
 /// Where files go and what goes in their footers.
 #[derive(Debug, Clone)]
 pub struct Sink {
-    pub report_dir: PathBuf,
-    pub rejects_dir: PathBuf,
+    pub report: Root,
+    pub rejects: Root,
     pub identity: Identity,
     pub table: Arc<CampaignTable>,
     /// fsync files and directories. Off only for the benchmark that measures what it costs.
     pub sync: bool,
+    /// Object stores: look for a file before creating it, for a store that does not enforce
+    /// "create only if absent" (`--assume-single-writer`).
+    pub look_first: bool,
 }
 
 /// `20240913T064900Z`, from milliseconds since the epoch.
@@ -147,21 +156,6 @@ pub fn rejects_file_name(topic: &str, partition: i32, close_offset: i64) -> Path
 }
 
 impl Sink {
-    /// `report/date=2024-09-13/hour=06/<topic>-p0003-20240913T064900Z.parquet`.
-    pub fn window_path(&self, partition: i32, start_ms: i64) -> PathBuf {
-        self.report_dir
-            .join(window_file_name(&self.identity.topic, partition, start_ms))
-    }
-
-    /// `rejects/partition=3/<topic>-p0003-upto-00000000000000012345.parquet`.
-    pub fn rejects_path(&self, partition: i32, close_offset: i64) -> PathBuf {
-        self.rejects_dir.join(rejects_file_name(
-            &self.identity.topic,
-            partition,
-            close_offset,
-        ))
-    }
-
     fn provenance<'a>(&'a self, partition: i32, replaced: Option<&'a str>) -> Provenance<'a> {
         Provenance {
             identity: &self.identity,
@@ -173,24 +167,62 @@ impl Sink {
 
     fn land(
         &self,
-        root: &Path,
-        path: PathBuf,
+        root: &Root,
+        rel: PathBuf,
         rows: u64,
         want: Expected,
         table_change_ok: bool,
         encode: impl FnOnce() -> Result<Vec<u8>, ::parquet::errors::ParquetError>,
     ) -> Result<Landed, SinkError> {
-        if path.exists() {
-            return self.already_there(path, &want, table_change_ok);
+        let path = root.join(&rel);
+        let encoded = |path: &Path| {
+            encode().map_err(|source| SinkError::Encode {
+                path: path.to_path_buf(),
+                source,
+            })
+        };
+        let Root::Object(store) = root else {
+            let dir = root.local().unwrap_or(Path::new("."));
+            if path.exists() {
+                return self.already_there(root, path, &want, table_change_ok);
+            }
+            return match self.land_local(dir, &path, encoded(&path)?)? {
+                Some(bytes) => Ok(Landed::Written { path, bytes, rows }),
+                // Another writer (a zombie, or a second instance) landed it a moment ago.
+                None => self.already_there(root, path, &want, table_change_ok),
+            };
+        };
+        let key = rel_key(&rel);
+        if self.look_first && store.exists(&key)? {
+            return self.already_there(root, path, &want, table_change_ok);
         }
-        let bytes = encode().map_err(|source| SinkError::Encode {
-            path: path.clone(),
-            source,
-        })?;
+        let bytes = encoded(&path)?;
+        let len = bytes.len() as u64;
+        // One conditional PUT: the object appears whole, or the name was taken (by a run that
+        // crashed after landing it, or by another instance) and nothing changed.
+        if !store.create(&key, bytes.into())? {
+            return self.already_there(root, path, &want, table_change_ok);
+        }
+        crate::ops::failpoint::hit("after-put");
+        Ok(Landed::Written {
+            path,
+            bytes: len,
+            rows,
+        })
+    }
+
+    /// Publishes `bytes` at `path` under the local directory `root` (see [`publish`]): the
+    /// number of bytes written, or None if the name was taken meanwhile.
+    fn land_local(
+        &self,
+        root: &Path,
+        path: &Path,
+        bytes: Vec<u8>,
+    ) -> Result<Option<u64>, SinkError> {
         if let Some(dir) = path.parent() {
             publish::ensure_dir(root, dir)?;
         }
-        let published = publish::publish(&path, &bytes, self.sync).map_err(|e| {
+        let published = publish::publish(path, &bytes, self.sync).map_err(|e| {
             // The root can go between the check above and the write (renamed or unmounted
             // under the running consumer): say so, rather than naming a missing file.
             if root.is_dir() {
@@ -201,29 +233,26 @@ impl Sink {
                 }
             }
         })?;
-        if !published {
-            // Another writer (a zombie, or a second instance) landed it a moment ago.
-            return self.already_there(path, &want, table_change_ok);
-        }
-        Ok(Landed::Written {
-            path,
-            bytes: bytes.len() as u64,
-            rows,
-        })
+        Ok(published.then_some(bytes.len() as u64))
     }
 
     /// A file is at the expected name: keep it only if its footer proves it is the file this
-    /// run would land, and make it durable again (it may have been linked just before a crash
-    /// that came before its directory's fsync) before anything is committed past it.
+    /// run would land, and (on local disk) make it durable again (it may have been linked just
+    /// before a crash that came before its directory's fsync) before anything is committed
+    /// past it. An object store made it durable when it accepted it.
     fn already_there(
         &self,
+        root: &Root,
         path: PathBuf,
         want: &Expected,
         table_change_ok: bool,
     ) -> Result<Landed, SinkError> {
-        let footer = crate::readback::read_footer(&path).map_err(|e| SinkError::Unreadable {
-            path: path.clone(),
-            detail: e.to_string(),
+        let footer = crate::readback::read_footer(root, &path).map_err(|e| match e {
+            crate::readback::ReadError::Store(e) => SinkError::Store(e),
+            e => SinkError::Unreadable {
+                path: path.clone(),
+                detail: e.to_string(),
+            },
         })?;
         if let Err(mismatch) = self.identity.check(&footer, want, table_change_ok) {
             return Err(SinkError::NotOurs { path, mismatch });
@@ -233,7 +262,7 @@ impl Sink {
         if other_table {
             tracing::info!(path = %path.display(), "kept a file landed with the campaign table this run replaced");
         }
-        if self.sync {
+        if self.sync && root.local().is_some() {
             publish::make_durable(&path)?;
         }
         Ok(Landed::AlreadyThere { path, other_table })
@@ -248,7 +277,7 @@ impl Sink {
         w: &ClosedWindow,
         change: &TableChange,
     ) -> Result<Landed, SinkError> {
-        let path = self.window_path(partition, w.start_ms);
+        let rel = window_file_name(&self.identity.topic, partition, w.start_ms);
         let prov = self.provenance(partition, change.replaced.as_deref());
         let want = Expected {
             kind: FileKind::Window {
@@ -260,7 +289,7 @@ impl Sink {
             first_offset: w.first_offset,
         };
         let rows = w.by_campaign.len() as u64;
-        self.land(&self.report_dir, path, rows, want, change.accepted, || {
+        self.land(&self.report, rel, rows, want, change.accepted, || {
             encode_window(w, &prov)
         })
     }
@@ -272,7 +301,7 @@ impl Sink {
         rejects: &[RejectRecord],
         change: &TableChange,
     ) -> Result<Landed, SinkError> {
-        let path = self.rejects_path(partition, close_offset);
+        let rel = rejects_file_name(&self.identity.topic, partition, close_offset);
         let prov = self.provenance(partition, change.replaced.as_deref());
         let want = Expected {
             kind: FileKind::Rejects,
@@ -281,7 +310,7 @@ impl Sink {
             first_offset: rejects.first().map_or(close_offset, |r| r.offset),
         };
         let rows = rejects.len() as u64;
-        self.land(&self.rejects_dir, path, rows, want, change.accepted, || {
+        self.land(&self.rejects, rel, rows, want, change.accepted, || {
             encode_rejects(rejects, close_offset, &prov)
         })
     }

@@ -4,8 +4,8 @@ use super::*;
 
 impl Audit<'_> {
     pub(in crate::verify) fn load_windows(&mut self) -> Result<(), VerifyError> {
-        for path in parquet_files(&self.cfg.report_dir)? {
-            match read_window_file(&path) {
+        for path in parquet_files(&self.cfg.report)? {
+            match read_window_file(&self.cfg.report, &path) {
                 Ok(file) => self.load_window_file(file),
                 Err(e) => self.unreadable(e)?,
             }
@@ -64,10 +64,7 @@ impl Audit<'_> {
             );
             return;
         }
-        let expected_name = self
-            .cfg
-            .report_dir
-            .join(window_file_name(&topic, p, start_ms));
+        let expected_name = self.cfg.report.join(&window_file_name(&topic, p, start_ms));
         if expected_name != path {
             self.flag(
                 "misnamed_window_file",
@@ -102,11 +99,11 @@ impl Audit<'_> {
     }
 
     pub(in crate::verify) fn load_rejects(&mut self) -> Result<(), VerifyError> {
-        if !self.cfg.rejects_dir.is_dir() {
+        if self.cfg.rejects.local().is_some_and(|d| !d.is_dir()) {
             return Ok(());
         }
-        for path in parquet_files(&self.cfg.rejects_dir)? {
-            let file = match read_reject_file(&path) {
+        for path in parquet_files(&self.cfg.rejects)? {
+            let file = match read_reject_file(&self.cfg.rejects, &path) {
                 Ok(file) => file,
                 Err(e) => {
                     self.unreadable(e)?;
