@@ -18,11 +18,17 @@ Usage:
   s3_tools.py read URL_OR_DIR
       Every finalized Parquet file under a local directory or s3://bucket/prefix, as one JSON
       object {relative_path: [row, ...]} on stdout (see read_report for the value forms).
+  s3_tools.py digest URL_OR_DIR
+      The SHA-256 of every finalized Parquet file under a local directory or s3://bucket/prefix
+      (boto3 for S3), as one JSON object {relative_path: hex digest} on stdout: byte-for-byte
+      comparisons of two landings.
   s3_tools.py keys S3_URL
       Every object key under the prefix (all of them, "_" and "." names included), relative to
       the prefix, sorted, one per line.
   s3_tools.py put S3_URL KEY TEXT
       An unconditional PutObject of TEXT (UTF-8) at prefix/KEY.
+  s3_tools.py rm S3_URL KEY
+      Deletes the object at prefix/KEY (as a user moving a foreign file out of the way would).
   s3_tools.py get S3_URL KEY
       The object's bytes on stdout, unchanged. Exit status 1 (with a message) if it is missing.
 
@@ -379,6 +385,17 @@ def cmd_put(args):
         die("put s3://%s/%s: %s" % (bucket, key, client_error(e)))
 
 
+def cmd_rm(args):
+    import botocore.exceptions
+
+    bucket, prefix = split_s3_url(args.s3_url)
+    key = join_key(prefix, args.key)
+    try:
+        boto3_client().delete_object(Bucket=bucket, Key=key)
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+        die("rm s3://%s/%s: %s" % (bucket, key, client_error(e)))
+
+
 def cmd_get(args):
     import botocore.exceptions
 
@@ -593,6 +610,40 @@ def cmd_read(args):
     sys.stdout.flush()
 
 
+def cmd_digest(args):
+    import hashlib
+
+    import botocore.exceptions
+
+    digests = {}
+    location = args.location
+    if location.startswith("s3://"):
+        bucket, prefix = split_s3_url(location)
+        start = prefix + "/" if prefix else ""
+        client = boto3_client()
+        try:
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=start):
+                for o in page.get("Contents", []):
+                    relative = o["Key"][len(start):]
+                    if finalized(relative):
+                        body = client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+                        digests[relative] = hashlib.sha256(body).hexdigest()
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+            die("digest %s: %s" % (location, client_error(e)))
+    else:
+        if not os.path.isdir(location):
+            die("%s is not a directory" % location)
+        for dirpath, _, names in os.walk(location):
+            for name in names:
+                path = os.path.join(dirpath, name)
+                relative = os.path.relpath(path, location).replace(os.sep, "/")
+                if finalized(relative):
+                    with open(path, "rb") as f:
+                        digests[relative] = hashlib.sha256(f.read()).hexdigest()
+    sys.stdout.write(json.dumps(digests, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
 # ----------------------------------------------------------------------------------------------
 
 
@@ -611,6 +662,9 @@ def main(argv=None):
     p = sub.add_parser("read", help="finalized Parquet files as one JSON object")
     p.add_argument("location", metavar="URL_OR_DIR")
     p.set_defaults(func=cmd_read)
+    p = sub.add_parser("digest", help="SHA-256 of every finalized Parquet file, as JSON")
+    p.add_argument("location", metavar="URL_OR_DIR")
+    p.set_defaults(func=cmd_digest)
     p = sub.add_parser("keys", help="every key under an s3:// prefix")
     p.add_argument("s3_url", metavar="S3_URL")
     p.set_defaults(func=cmd_keys)
@@ -619,6 +673,10 @@ def main(argv=None):
     p.add_argument("key", metavar="KEY")
     p.add_argument("text", metavar="TEXT")
     p.set_defaults(func=cmd_put)
+    p = sub.add_parser("rm", help="delete one object")
+    p.add_argument("s3_url", metavar="S3_URL")
+    p.add_argument("key", metavar="KEY")
+    p.set_defaults(func=cmd_rm)
     p = sub.add_parser("get", help="an object's bytes on stdout")
     p.add_argument("s3_url", metavar="S3_URL")
     p.add_argument("key", metavar="KEY")

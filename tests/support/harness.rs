@@ -187,6 +187,25 @@ pub fn verify_with(
     report: &Path,
     rejects: &Path,
 ) -> Verdict {
+    verdict_of(verify_cmd(
+        brokers,
+        kafka_config,
+        topic,
+        group,
+        report,
+        rejects,
+    ))
+}
+
+/// The `landfall verify --format json` command that `verify_with` runs.
+pub fn verify_cmd(
+    brokers: &str,
+    kafka_config: Option<&Path>,
+    topic: &str,
+    group: Option<&str>,
+    report: &Path,
+    rejects: &Path,
+) -> Command {
     let mut cmd = landfall(&["verify", "--format", "json", "--topic", topic]);
     cmd.env("LANDFALL_BROKERS", brokers);
     if let Some(file) = kafka_config {
@@ -201,6 +220,11 @@ pub fn verify_with(
     if let Some(g) = group {
         cmd.args(["--group", g]);
     }
+    cmd
+}
+
+/// Runs a `landfall verify --format json` command and reads its report.
+pub fn verdict_of(mut cmd: Command) -> Verdict {
     let out = cmd.output().expect("run landfall verify");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
