@@ -287,15 +287,32 @@ async fn bench_all(args: landfall::cli::BenchAllArgs) -> Result<()> {
 
 async fn bench_consume(args: landfall::cli::BenchConsumeArgs) -> Result<()> {
     let kafka = config::kafka_only(&args.common.kafka)?;
-    let r = bench::consume(&kafka, args.events, args.common.partitions, &args.work_dir).await?;
-    print!(
-        "{}",
-        bench::table(&[
-            r.bare.clone(),
-            r.landfall.clone(),
-            r.landfall_no_durability.clone()
-        ])
-    );
+    let density = args.sim_events_per_sec;
+    if !(density.is_finite() && density > 0.0) {
+        return Err(config::ConfigError {
+            problems: vec![format!(
+                "--sim-events-per-sec (LANDFALL_BENCH_SIM_EVENTS_PER_SEC) = {density}: must be \
+                 a positive number of records per simulated second"
+            )],
+        }
+        .into());
+    }
+    let r = bench::consume(
+        &kafka,
+        args.events,
+        args.common.partitions,
+        &args.work_dir,
+        args.sim_events_per_sec,
+        args.object_store.as_deref(),
+    )
+    .await?;
+    let mut rows = vec![
+        r.bare.clone(),
+        r.landfall.clone(),
+        r.landfall_no_durability.clone(),
+    ];
+    rows.extend(r.landfall_object_store.clone());
+    print!("{}", bench::table(&rows));
     println!(
         "drain_ratio (landfall / bare)            = {:.3}",
         r.drain_ratio
@@ -304,6 +321,9 @@ async fn bench_consume(args: landfall::cli::BenchConsumeArgs) -> Result<()> {
         "eos_ratio (landfall / no fsync, commits) = {:.3}",
         r.eos_ratio
     );
+    if let Some(ratio) = r.object_store_ratio {
+        println!("object_store_ratio (object store / local disk) = {ratio:.3}");
+    }
     println!(
         "consumer peak RSS = {:.1} MB (no durability: {:.1} MB)",
         r.consumer_peak_rss_mb, r.no_durability_peak_rss_mb

@@ -7,6 +7,8 @@ use super::*;
 pub struct ConsumeReport {
     pub events: u64,
     pub partitions: i32,
+    /// Records per simulated second: the window density (60 × this many records a window).
+    pub sim_events_per_sec: f64,
     pub bare: Measurement,
     pub landfall: Measurement,
     pub landfall_no_durability: Measurement,
@@ -14,6 +16,10 @@ pub struct ConsumeReport {
     pub drain_ratio: f64,
     /// exactly-once over no-durability, events/s.
     pub eos_ratio: f64,
+    /// `landfall consume` landing to the object store `--object-store` names, if given.
+    pub landfall_object_store: Option<Measurement>,
+    /// Landing to the object store over landing to local disk, events/s.
+    pub object_store_ratio: Option<f64>,
     pub consume_events_per_sec: f64,
     pub consumer_peak_rss_mb: f64,
     pub no_durability_peak_rss_mb: f64,
@@ -21,17 +27,25 @@ pub struct ConsumeReport {
 
 /// Drain benchmark: pre-loads a topic, then drains it with a bare read_committed consumer that
 /// only counts bytes, with `landfall consume --exit-on-idle`, and with the same minus fsync,
-/// state flushes and commits.
+/// state flushes and commits; and, when `object_store` names a prefix (`s3://bucket/bench`),
+/// with `landfall consume` landing there (under `<prefix>/<run id>`, which is left in place).
 pub async fn consume(
     kafka: &KafkaSettings,
     events: u64,
     partitions: i32,
     work_dir: &std::path::Path,
+    sim_events_per_sec: f64,
+    object_store: Option<&str>,
 ) -> Result<ConsumeReport, BenchError> {
+    let object_store =
+        object_store.map(|url| format!("{}/{}", url.trim_end_matches('/'), run_id()));
     let run_id = run_id();
     let topic = bench_topic(kafka, "drain", &run_id);
     create_topic(&topic, partitions, 1).await?;
-    let cfg = load_config(&topic, events, 10_000, 10, &run_id);
+    let mut cfg = load_config(&topic, events, 10_000, 10, &run_id);
+    if let Clock::Simulated { events_per_sec, .. } = &mut cfg.clock {
+        *events_per_sec = sim_events_per_sec;
+    }
     let work = work_dir.join(format!("bench-{run_id}"));
     tokio::task::spawn_blocking(move || {
         let loaded = producer::run(&cfg, &CancellationToken::new())?;
@@ -40,9 +54,14 @@ pub async fn consume(
             let n = bare_drain(&topic)?;
             Ok::<_, BenchError>((n.0, n.1))
         })?;
-        let landfall_run = |name: &str, extra: &[&str]| -> Result<(Measurement, f64), BenchError> {
+        let landfall_run = |name: &str,
+                            extra: &[&str],
+                            out: Option<&str>|
+         -> Result<(Measurement, f64), BenchError> {
             let dir = work.join(name);
-            let mut args = consume_args(&topic, &format!("bench-{name}-{run_id}"), &dir, "state");
+            let out = out.map_or_else(|| dir.clone(), std::path::PathBuf::from);
+            let group = format!("bench-{name}-{run_id}");
+            let mut args = consume_args(&topic, &group, &out, &dir, "state");
             args.extend(extra.iter().map(|s| s.to_string()));
             let broker0 = broker_cpu_secs();
             let (wall, cpu, rss) = run_child(&args)?;
@@ -50,14 +69,11 @@ pub async fn consume(
             let _ = std::fs::remove_dir_all(&dir);
             Ok((
                 Measurement {
-                    name: format!(
-                        "landfall consume{}",
-                        if extra.is_empty() {
-                            ""
-                        } else {
-                            " (no fsync/commit)"
-                        }
-                    ),
+                    name: match (extra.is_empty(), out.starts_with(&dir)) {
+                        (false, _) => "landfall consume (no fsync/commit)".into(),
+                        (true, true) => "landfall consume".into(),
+                        (true, false) => "landfall consume to the object store".into(),
+                    },
                     events,
                     bytes,
                     wall_secs: wall,
@@ -67,8 +83,12 @@ pub async fn consume(
                 rss,
             ))
         };
-        let (landfall, rss) = landfall_run("eos", &[])?;
-        let (fast, fast_rss) = landfall_run("nodur", &["--unsafe-no-durability"])?;
+        let (landfall, rss) = landfall_run("eos", &[], None)?;
+        let (fast, fast_rss) = landfall_run("nodur", &["--unsafe-no-durability"], None)?;
+        let remote = match &object_store {
+            Some(url) => Some(landfall_run("store", &[], Some(url))?.0),
+            None => None,
+        };
         // The first drain after loading runs against a cold broker; drain bare again and keep
         // the faster of the two, so the ratio is not flattered by a slow baseline.
         let again = measure("bare rdkafka consumer (count bytes)", || {
@@ -84,8 +104,13 @@ pub async fn consume(
         Ok(ConsumeReport {
             events,
             partitions,
+            sim_events_per_sec,
             drain_ratio: landfall.events_per_sec() / bare.events_per_sec(),
             eos_ratio: landfall.events_per_sec() / fast.events_per_sec(),
+            object_store_ratio: remote
+                .as_ref()
+                .map(|r| r.events_per_sec() / landfall.events_per_sec()),
+            landfall_object_store: remote,
             consume_events_per_sec: landfall.events_per_sec(),
             consumer_peak_rss_mb: rss,
             no_durability_peak_rss_mb: fast_rss,
@@ -98,11 +123,12 @@ pub async fn consume(
     .map_err(|e| BenchError::Thread(e.to_string()))?
 }
 
-/// `landfall consume --exit-on-idle` over `topic` for `group`, into `dir` (its state in
-/// `dir/<state>`).
+/// `landfall consume --exit-on-idle` over `topic` for `group`, landing into `out/report` and
+/// `out/rejects` (`out` a directory or an object-store URL), its state in `dir/<state>`.
 pub(super) fn consume_args(
     topic: &KafkaSettings,
     group: &str,
+    out: &std::path::Path,
     dir: &std::path::Path,
     state: &str,
 ) -> Vec<String> {
@@ -121,13 +147,13 @@ pub(super) fn consume_args(
     .iter()
     .map(|s| s.to_string())
     .collect();
-    for (flag, sub) in [
-        ("--output-dir", "report"),
-        ("--rejects-dir", "rejects"),
-        ("--state-dir", state),
+    for (flag, root, sub) in [
+        ("--output-dir", out, "report"),
+        ("--rejects-dir", out, "rejects"),
+        ("--state-dir", dir, state),
     ] {
         args.push(flag.into());
-        args.push(dir.join(sub).to_string_lossy().into_owned());
+        args.push(root.join(sub).to_string_lossy().into_owned());
     }
     // The child gets the raw Kafka properties through a file only it can read, not on its
     // command line, where a secret would show in the process list.

@@ -397,7 +397,7 @@ pub async fn all(
     work_dir: &std::path::Path,
 ) -> Result<AllReport, BenchError> {
     let produce = produce(kafka, events, partitions, txn_size, producers).await?;
-    let consume = consume(kafka, events, partitions, work_dir).await?;
+    let consume = consume(kafka, events, partitions, work_dir, 1000.0, None).await?;
     Ok(AllReport {
         events,
         partitions,

@@ -47,7 +47,7 @@ pub async fn scale(
             let group = format!("bench-scale{k}-{run_id}");
             let children = (0..k)
                 .map(|i| {
-                    let args = consume_args(&topic, &group, &dir, &format!("state-{i}"));
+                    let args = consume_args(&topic, &group, &dir, &dir, &format!("state-{i}"));
                     Child::spawn(&args, &format!("-{i}"))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
