@@ -54,39 +54,17 @@ pub async fn consume(
             let n = bare_drain(&topic)?;
             Ok::<_, BenchError>((n.0, n.1))
         })?;
-        let landfall_run = |name: &str,
-                            extra: &[&str],
-                            out: Option<&str>|
-         -> Result<(Measurement, f64), BenchError> {
-            let dir = work.join(name);
-            let out = out.map_or_else(|| dir.clone(), std::path::PathBuf::from);
-            let group = format!("bench-{name}-{run_id}");
-            let mut args = consume_args(&topic, &group, &out, &dir, "state");
-            args.extend(extra.iter().map(|s| s.to_string()));
-            let broker0 = broker_cpu_secs();
-            let (wall, cpu, rss) = run_child(&args)?;
-            let broker = broker0.zip(broker_cpu_secs()).map(|(a, b)| b - a);
-            let _ = std::fs::remove_dir_all(&dir);
-            Ok((
-                Measurement {
-                    name: match (extra.is_empty(), out.starts_with(&dir)) {
-                        (false, _) => "landfall consume (no fsync/commit)".into(),
-                        (true, true) => "landfall consume".into(),
-                        (true, false) => "landfall consume to the object store".into(),
-                    },
-                    events,
-                    bytes,
-                    wall_secs: wall,
-                    cpu_secs: cpu,
-                    broker_cpu_secs: broker,
-                },
-                rss,
-            ))
+        let drain = LandfallDrain {
+            topic: &topic,
+            run_id: &run_id,
+            work: &work,
+            events,
+            bytes,
         };
-        let (landfall, rss) = landfall_run("eos", &[], None)?;
-        let (fast, fast_rss) = landfall_run("nodur", &["--unsafe-no-durability"], None)?;
+        let (landfall, rss) = drain.run("eos", &[], None)?;
+        let (fast, fast_rss) = drain.run("nodur", &["--unsafe-no-durability"], None)?;
         let remote = match &object_store {
-            Some(url) => Some(landfall_run("store", &[], Some(url))?.0),
+            Some(url) => Some(drain.run("store", &[], Some(url))?.0),
             None => None,
         };
         // The first drain after loading runs against a cold broker; drain bare again and keep
@@ -121,6 +99,50 @@ pub async fn consume(
     })
     .await
     .map_err(|e| BenchError::Thread(e.to_string()))?
+}
+
+/// One `landfall consume` drain of the pre-loaded topic, as a child process.
+struct LandfallDrain<'a> {
+    topic: &'a KafkaSettings,
+    run_id: &'a str,
+    work: &'a std::path::Path,
+    events: u64,
+    bytes: u64,
+}
+
+impl LandfallDrain<'_> {
+    /// Drains with `extra` flags into `out` (an object-store URL) or the local work directory;
+    /// the measurement and the child's peak RSS.
+    fn run(
+        &self,
+        name: &str,
+        extra: &[&str],
+        out: Option<&str>,
+    ) -> Result<(Measurement, f64), BenchError> {
+        let dir = self.work.join(name);
+        let out = out.map_or_else(|| dir.clone(), std::path::PathBuf::from);
+        let group = format!("bench-{name}-{}", self.run_id);
+        let mut args = consume_args(self.topic, &group, &out, &dir, "state");
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let broker0 = broker_cpu_secs();
+        let (wall, cpu, rss) = run_child(&args)?;
+        let broker = broker0.zip(broker_cpu_secs()).map(|(a, b)| b - a);
+        let _ = std::fs::remove_dir_all(&dir);
+        let name = match (extra.is_empty(), out.starts_with(&dir)) {
+            (false, _) => "landfall consume (no fsync/commit)",
+            (true, true) => "landfall consume",
+            (true, false) => "landfall consume to the object store",
+        };
+        let m = Measurement {
+            name: name.into(),
+            events: self.events,
+            bytes: self.bytes,
+            wall_secs: wall,
+            cpu_secs: cpu,
+            broker_cpu_secs: broker,
+        };
+        Ok((m, rss))
+    }
 }
 
 /// `landfall consume --exit-on-idle` over `topic` for `group`, landing into `out/report` and

@@ -61,22 +61,7 @@ pub fn consume_config(args: &ConsumeArgs) -> Result<ConsumeConfig, ConfigError> 
         "milliseconds",
     );
     check_group_campaigns(args, &mut p);
-    let timeout = super::store::store_timeout(&args.store, &mut p);
-    let output = super::store::root(
-        "--output-dir",
-        "LANDFALL_OUTPUT_DIR",
-        &args.output_dir,
-        timeout,
-        &mut p,
-    );
-    let rejects = super::store::root(
-        "--rejects-dir",
-        "LANDFALL_REJECTS_DIR",
-        &args.rejects_dir,
-        timeout,
-        &mut p,
-    );
-    check_dirs(&output, &rejects, &args.state_dir, &mut p);
+    let (output, rejects) = outputs(args, &mut p);
     let start_from = start_from(&args.start_from, &mut p);
     let cfg = ConsumeConfig {
         kafka,
@@ -136,6 +121,28 @@ fn check_campaigns(path: &std::path::Path, p: &mut Problems) {
             &e.to_string(),
         );
     }
+}
+
+/// `--output-dir` and `--rejects-dir`, local or in an object store, checked with
+/// `--state-dir`.
+fn outputs(args: &ConsumeArgs, p: &mut Problems) -> (Root, Root) {
+    let timeout = super::store::store_timeout(&args.store, p);
+    let output = super::store::root(
+        "--output-dir",
+        "LANDFALL_OUTPUT_DIR",
+        &args.output_dir,
+        timeout,
+        p,
+    );
+    let rejects = super::store::root(
+        "--rejects-dir",
+        "LANDFALL_REJECTS_DIR",
+        &args.rejects_dir,
+        timeout,
+        p,
+    );
+    check_dirs(&output, &rejects, &args.state_dir, p);
+    (output, rejects)
 }
 
 /// The output, rejects and state directories must not nest: report globs would match rejects.
