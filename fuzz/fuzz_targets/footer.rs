@@ -6,6 +6,7 @@
 use std::io::Write;
 
 use landfall::readback::{read_footer, read_reject_file, read_window_file};
+use landfall::store::Root;
 use libfuzzer_sys::fuzz_target;
 
 static QUIET: std::sync::Once = std::sync::Once::new();
@@ -19,13 +20,14 @@ fuzz_target!(|data: &[u8]| {
         .expect("a temporary file");
     file.write_all(data).expect("write");
     let path = file.path();
-    if let Err(e) = read_footer(path) {
+    let root = Root::Local(path.parent().expect("a directory").to_path_buf());
+    if let Err(e) = read_footer(&root, path) {
         assert_eq!(e.file(), Some(path));
     }
-    if let Err(e) = read_window_file(path) {
+    if let Err(e) = read_window_file(&root, path) {
         assert_eq!(e.file(), Some(path));
     }
-    if let Err(e) = read_reject_file(path) {
+    if let Err(e) = read_reject_file(&root, path) {
         assert_eq!(e.file(), Some(path));
     }
 });
