@@ -384,21 +384,62 @@ pub async fn serve(
         );
     let mut routes = "/metrics, /healthz and /readyz";
     if let Some(dir) = report_dir {
-        app = app.merge(crate::query::http::router(dir));
-        routes = "/metrics, /healthz, /readyz and /windows";
+        let health: crate::query::http::HealthSource = std::sync::Arc::new(move || health(process));
+        app = app.merge(crate::query::http::router(dir, Some(health)));
+        routes = "/metrics, /healthz, /readyz, /windows and / (the results page)";
     }
     spawn_server(addr, app, routes, process.role, shutdown).await
 }
 
-/// `landfall serve`: `/windows` over `report_dir`, and `/healthz`, until `shutdown`.
+/// The consumer's health for its results page: ready, and each partition's watermark and lag
+/// as its metrics report them.
+pub fn health(process: &Process) -> crate::query::page::Health {
+    let mut parts: std::collections::BTreeMap<String, (Option<f64>, Option<f64>)> =
+        Default::default();
+    for family in process.registry.gather() {
+        let watermark = match family.name() {
+            "landfall_watermark_seconds" => true,
+            "landfall_consumer_lag_records" => false,
+            _ => continue,
+        };
+        for m in family.get_metric() {
+            let Some(p) = m.get_label().iter().find(|l| l.name() == "partition") else {
+                continue;
+            };
+            let entry = parts.entry(p.value().to_string()).or_default();
+            let v = m.get_gauge().get_value();
+            if watermark {
+                entry.0 = Some(v);
+            } else {
+                entry.1 = Some(v);
+            }
+        }
+    }
+    let mut partitions: Vec<_> = parts.into_iter().map(|(p, (w, l))| (p, w, l)).collect();
+    partitions.sort_by_key(|(p, ..)| p.parse::<i64>().unwrap_or(i64::MAX));
+    crate::query::page::Health {
+        ready: process.is_ready(),
+        partitions,
+    }
+}
+
+/// `landfall serve`: the results page, `/windows` over `report_dir`, and `/healthz`, until
+/// `shutdown`.
 pub async fn serve_windows(
     addr: SocketAddr,
     report_dir: crate::store::Root,
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, BindError> {
-    let app = crate::query::http::router(report_dir)
+    let app = crate::query::http::router(report_dir, None)
         .route("/healthz", axum::routing::get(|| async { "ok\n" }));
-    spawn_server(addr, app, "/windows and /healthz", "serve", shutdown).await
+    spawn_server(
+        addr,
+        app,
+        "/ (the results page), /windows and /healthz",
+        "serve",
+        shutdown,
+    )
+    .await
 }
 
 async fn spawn_server(

@@ -1,6 +1,7 @@
 //! `GET /windows?from=&to=&network=&campaign=&format=json|csv`: the same answer as
-//! `landfall windows`, over HTTP for BI tools. Served beside /metrics by the consumer, or alone
-//! by `landfall serve`.
+//! `landfall windows`, over HTTP for BI tools; and `GET /?from=&to=&network=&campaign=`, the
+//! results page (see `page`) over the same answer. Served beside /metrics by the consumer, or
+//! alone by `landfall serve`.
 
 use std::sync::Arc;
 
@@ -10,20 +11,106 @@ use axum::routing::get;
 use axum::Router;
 use tracing::warn;
 
+use super::page::{self, Health};
 use super::{query, render_csv, render_json, BadFilter, Query};
 use crate::readback::ReadError;
 use crate::store::Root;
 
-/// The `/windows` route over the report directory `dir`.
-pub fn router(dir: Root) -> Router {
+/// What a consumer's page shows of its health, read when the page is asked for.
+pub type HealthSource = Arc<dyn Fn() -> Health + Send + Sync>;
+
+/// The `/windows` route and the results page `/` over the report directory `dir`; the page
+/// shows `health` too when given (the consumer's).
+pub fn router(dir: Root, health: Option<HealthSource>) -> Router {
     let dir = Arc::new(dir);
-    Router::new().route(
-        "/windows",
-        get(move |uri: Uri| {
-            let dir = Arc::clone(&dir);
-            async move { answer(&dir, uri.query().unwrap_or("")).await }
-        }),
+    let page_dir = Arc::clone(&dir);
+    Router::new()
+        .route(
+            "/windows",
+            get(move |uri: Uri| {
+                let dir = Arc::clone(&dir);
+                async move { answer(&dir, uri.query().unwrap_or("")).await }
+            }),
+        )
+        .route(
+            "/",
+            get(move |uri: Uri| {
+                let (dir, health) = (Arc::clone(&page_dir), health.clone());
+                async move { results_page(&dir, health, uri.query().unwrap_or("")).await }
+            }),
+        )
+}
+
+/// `GET /`: the results page for the filters given; bad filters are shown on the page (400).
+async fn results_page(
+    dir: &Arc<Root>,
+    health: Option<HealthSource>,
+    query_string: &str,
+) -> Response {
+    let (given, mut bad) = parameters(query_string, &["from", "to", "network", "campaign"]);
+    let [from, to, network, campaign, _] = given;
+    let parsed = Query::parse(
+        from.as_deref(),
+        to.as_deref(),
+        network.as_deref(),
+        campaign.as_deref(),
+        chrono::Utc::now().timestamp_micros(),
+    );
+    let q = match parsed {
+        Ok(q) => Some(q),
+        Err(more) => {
+            bad.extend(more);
+            None
+        }
+    };
+    let answer = match q.filter(|_| bad.is_empty()) {
+        Some(q) => {
+            let reading = Arc::clone(dir);
+            match tokio::task::spawn_blocking(move || query(&reading, &q)).await {
+                Ok(Ok(a)) => Some(a),
+                Ok(Err(e)) => {
+                    bad.push(BadFilter {
+                        name: "report".into(),
+                        value: dir.to_string(),
+                        why: e.to_string(),
+                    });
+                    None
+                }
+                Err(e) => {
+                    warn!(error = %e, "GET / failed");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let health = health.map(|h| h());
+    let report = dir.to_string();
+    let ctx = page::Context {
+        report: &report,
+        filters: [
+            from.as_deref(),
+            to.as_deref(),
+            network.as_deref(),
+            campaign.as_deref(),
+        ],
+        bad: &bad,
+        scan: answer.as_ref().map(|a| &a.scan),
+        health: health.as_ref(),
+    };
+    let rows = answer.as_ref().map_or(&[][..], |a| &a.rows[..]);
+    let status = if bad.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let html = page::render(rows, &ctx);
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        html,
     )
+        .into_response()
 }
 
 /// `name=value` pairs of a query string, percent-decoded, with `+` as a space.
@@ -61,13 +148,15 @@ fn bad_request(bad: &[BadFilter]) -> Response {
 }
 
 /// The parameters `/windows` takes, each at most once: from, to, network, campaign, format.
-/// Anything else, or a repeated one, is a bad parameter.
-fn parameters(query_string: &str) -> ([Option<String>; 5], Vec<BadFilter>) {
-    const NAMES: [&str; 5] = ["from", "to", "network", "campaign", "format"];
+const WINDOWS_PARAMETERS: [&str; 5] = ["from", "to", "network", "campaign", "format"];
+
+/// The parameters of `names` (at most five, in the order of [`WINDOWS_PARAMETERS`]), each at
+/// most once. Anything else, or a repeated one, is a bad parameter.
+fn parameters(query_string: &str, names: &[&str]) -> ([Option<String>; 5], Vec<BadFilter>) {
     let mut given: [Option<String>; 5] = Default::default();
     let mut bad = Vec::new();
     for (k, v) in pairs(query_string) {
-        match NAMES.iter().position(|n| *n == k) {
+        match names.iter().position(|n| *n == k) {
             Some(i) if given[i].is_some() => bad.push(BadFilter {
                 name: k,
                 value: v,
@@ -77,7 +166,7 @@ fn parameters(query_string: &str) -> ([Option<String>; 5], Vec<BadFilter>) {
             None => bad.push(BadFilter {
                 name: k,
                 value: v,
-                why: format!("no such parameter; expected {}", NAMES.join(", ")),
+                why: format!("no such parameter; expected {}", names.join(", ")),
             }),
         }
     }
@@ -85,7 +174,7 @@ fn parameters(query_string: &str) -> ([Option<String>; 5], Vec<BadFilter>) {
 }
 
 async fn answer(dir: &Arc<Root>, query_string: &str) -> Response {
-    let (given, mut bad) = parameters(query_string);
+    let (given, mut bad) = parameters(query_string, &WINDOWS_PARAMETERS);
     let [from, to, network, campaign, format] = given;
     let csv = match format.as_deref().map(str::trim) {
         None | Some("") | Some("json") => false,

@@ -2,7 +2,9 @@
 //! partitions into one row per (window, campaign). Counts and sums add up, min and max combine,
 //! and the average is recomputed from sum over count, never averaged.
 
+mod chart;
 pub mod http;
+pub mod page;
 mod render;
 
 pub use render::{render_csv, render_json, render_table};
