@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::harness::*;
+use support::prometheus::{query, tool, Prometheus};
 use support::*;
 
 fn wait_for_status(port: u16, path: &str, want: u16, timeout: Duration) -> String {
@@ -150,65 +151,8 @@ fn dashboards() -> Vec<(PathBuf, serde_json::Value)> {
     out
 }
 
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// Series returned by an instant query.
-fn query(port: u16, promql: &str) -> Vec<serde_json::Value> {
-    let (status, body) = http_get(
-        port,
-        &format!("/api/v1/query?query={}", percent_encode(promql)),
-    )
-    .unwrap_or_else(|| panic!("Prometheus on {port} did not answer"));
-    let body = dechunk(&body);
-    let v: serde_json::Value = serde_json::from_str(&body)
-        .unwrap_or_else(|e| panic!("query {promql}: status {status}, {e}: {body}"));
-    assert_eq!(v["status"], "success", "query {promql}: {v}");
-    v["data"]["result"].as_array().cloned().unwrap_or_default()
-}
-
-/// Undoes HTTP/1.1 chunked transfer encoding if the body is chunked.
-fn dechunk(body: &str) -> String {
-    let first = body.lines().next().unwrap_or("");
-    if first.is_empty() || !first.chars().all(|c| c.is_ascii_hexdigit()) {
-        return body.to_string();
-    }
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || tail.len() < n {
-            break;
-        }
-        out.push_str(&tail[..n]);
-        rest = tail[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-fn tool(env: &str, name: &str) -> PathBuf {
-    let path = std::env::var(env)
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| name.into());
-    let found = Command::new(&path).arg("--version").output().is_ok();
-    assert!(
-        found,
-        "{name} is not installed (scripts/test installs it with apt-get; or set {env})"
-    );
-    path
-}
-
 #[test]
 fn a_real_prometheus_answers_every_dashboard_expression() {
-    let prometheus = tool("LANDFALL_PROMETHEUS", "prometheus");
     let d = dirs();
     let topic = unique_topic("prom");
 
@@ -243,25 +187,8 @@ fn a_real_prometheus_answers_every_dashboard_expression() {
         config.contains(&format!("127.0.0.1:{consumer_port}")),
         "{config}"
     );
-    let config_path = d.tmp.path().join("prometheus.yml");
-    std::fs::write(&config_path, config).unwrap();
-    let mut cmd = Command::new(&prometheus);
-    cmd.arg(format!("--config.file={}", config_path.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            d.tmp.path().join("tsdb").display()
-        ))
-        .arg("--web.listen-address=127.0.0.1:0");
-    let prom_log = log_stderr(&mut cmd, d.tmp.path(), "prometheus");
-    let mut prom = ChildGuard::spawn(cmd);
-    // Prometheus binds port 0 too, and logs `msg="Listening on" address=127.0.0.1:NNNNN`.
-    let prom_port = logged_port(
-        &prom_log,
-        "msg=\"Listening on\"",
-        "address=",
-        Duration::from_secs(60),
-    );
-    wait_for_status(prom_port, "/-/ready", 200, Duration::from_secs(60));
+    let mut prom = Prometheus::start(&config, d.tmp.path());
+    let prom_port = prom.port;
     wait_until(
         "Prometheus to scrape both targets",
         Duration::from_secs(60),
@@ -280,7 +207,7 @@ fn a_real_prometheus_answers_every_dashboard_expression() {
             }
         }
     }
-    let still_up = prom.child().try_wait().unwrap().is_none();
+    let still_up = prom.running();
     for (name, c, log) in [
         ("producer", &mut producer, &producer_log),
         ("consumer", &mut consumer, &consumer_log),
@@ -288,7 +215,7 @@ fn a_real_prometheus_answers_every_dashboard_expression() {
         let status = c.stop(libc::SIGTERM, Duration::from_secs(30), name, Some(log));
         assert!(status.success(), "the {name} exited with {status}");
     }
-    assert!(still_up, "Prometheus died:\n{}", read_log(&prom_log));
+    assert!(still_up, "Prometheus died:\n{}", read_log(&prom.log));
     assert!(
         checked >= 20,
         "only {checked} expressions in the dashboards"

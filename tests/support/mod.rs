@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 pub mod harness;
 pub mod output;
+pub mod prometheus;
 pub mod s3;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
