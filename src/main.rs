@@ -4,11 +4,10 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
-use landfall::cli::{BenchCommand, Cli, Command, LogFormat, ReportFormat, WindowsFormat};
+use landfall::cli::{BenchCommand, Command, LogFormat, ReportFormat, WindowsFormat};
 use landfall::ops::{kafka, metrics, peek, shutdown};
 use landfall::{bench, config, consume, produce::producer, query, verify, Error, Result};
 
@@ -43,7 +42,17 @@ fn init_logging(format: LogFormat) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Every value clap rejects, with every problem the settings' checks find, at once.
+    let (cli, rejected) = match landfall::cli::lenient::parse_from(std::env::args_os().collect()) {
+        Ok(parsed) => parsed,
+        Err(e) => e.exit(),
+    };
+    if !rejected.is_empty() {
+        let mut problems = rejected;
+        problems.extend(config::problems_of(&cli.command));
+        eprintln!("landfall: error: {}", config::ConfigError { problems });
+        return ExitCode::from(2);
+    }
     init_logging(cli.log_format);
     landfall::readback::quiet_handled_panics();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 mod bench;
 mod consume;
 mod kafka;
+pub mod lenient;
 mod produce;
 mod store;
 

@@ -157,6 +157,36 @@ pub fn serve_addr(args: &ServeArgs) -> Result<std::net::SocketAddr, ConfigError>
     }
 }
 
+/// Every problem the checks above find in `command`'s settings, without acting on them: added
+/// to the values the command line rejected (`cli::lenient`), so that all are reported at once.
+pub fn problems_of(command: &crate::cli::Command) -> Vec<String> {
+    use crate::cli::{BenchCommand, Command};
+    fn problems<T>(r: Result<T, ConfigError>) -> Vec<String> {
+        r.err().map(|e| e.problems).unwrap_or_default()
+    }
+    let now_us = chrono::Utc::now().timestamp_micros();
+    match command {
+        Command::Produce(a) => problems(produce_config(a)),
+        Command::Consume(a) => problems(consume_config(a)),
+        Command::Windows(a) => [
+            problems(windows_query(a, now_us)),
+            problems(report_root(&a.output_dir, &a.store)),
+        ]
+        .concat(),
+        Command::Serve(a) => [
+            problems(serve_addr(a)),
+            problems(report_root(&a.output_dir, &a.store)),
+        ]
+        .concat(),
+        Command::Peek(a) => problems(kafka_only(&a.kafka)),
+        Command::Verify(a) => problems(verify_config(a, None)),
+        Command::Bench(BenchCommand::All(a)) => problems(kafka_only(&a.common.kafka)),
+        Command::Bench(BenchCommand::Consume(a)) => problems(kafka_only(&a.common.kafka)),
+        Command::Bench(BenchCommand::Scale(a)) => problems(kafka_only(&a.common.kafka)),
+        Command::Bench(BenchCommand::Produce(a)) => problems(kafka_only(&a.common.kafka)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
