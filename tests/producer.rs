@@ -305,3 +305,33 @@ fn parallel_producers_commit_exactly_what_they_report() {
         "no aborted transactions in {everything} records"
     );
 }
+
+/// A value of the wrong kind (`--clock fake`, a rate that is not a number, also from the
+/// environment) is reported with every other problem, in the same form: flag, variable,
+/// value, why. (Before: clap printed the first one alone, in its own format, without the
+/// variable, and nothing else was checked.)
+#[test]
+fn values_of_the_wrong_kind_are_reported_with_every_other_problem() {
+    let out = landfall(&[
+        "produce",
+        "--clock",
+        "fake",
+        "--rate",
+        "fast",
+        "--txn-size",
+        "0",
+    ])
+    .env("LANDFALL_SIM_EVENTS_PER_SEC", "many")
+    .output()
+    .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    for s in [
+        "--clock (LANDFALL_CLOCK) = fake: expected one of real, simulated",
+        "--rate (LANDFALL_RATE) = fast: ",
+        "--sim-events-per-sec (LANDFALL_SIM_EVENTS_PER_SEC) = many: ",
+        "--txn-size (LANDFALL_TXN_SIZE) = 0: must be between 1 and 1000000",
+    ] {
+        assert!(said.contains(s), "no {s:?} in:\n{said}");
+    }
+}
