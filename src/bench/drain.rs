@@ -37,9 +37,8 @@ pub async fn consume(
     sim_events_per_sec: f64,
     object_store: Option<&str>,
 ) -> Result<ConsumeReport, BenchError> {
-    let object_store =
-        object_store.map(|url| format!("{}/{}", url.trim_end_matches('/'), run_id()));
     let run_id = run_id();
+    let object_store = object_store.map(|url| format!("{}/{run_id}", url.trim_end_matches('/')));
     let topic = bench_topic(kafka, "drain", &run_id);
     create_topic(&topic, partitions, 1).await?;
     let mut cfg = load_config(&topic, events, 10_000, 10, &run_id);
