@@ -25,7 +25,8 @@ pub struct KafkaArgs {
     pub connect_timeout_secs: u64,
 
     /// A librdkafka property, KEY=VALUE, for what the flags do not cover (TLS, SASL, tuning);
-    /// repeatable; applies last. Properties that would break exactly-once are refused.
+    /// repeatable; applies last. Properties that would break exactly-once are refused. No
+    /// variable: in an environment, use a file (LANDFALL_KAFKA_CONFIG_FILE).
     #[arg(short = 'X', long = "kafka-config", value_name = "KEY=VALUE")]
     pub kafka_config: Vec<String>,
 

@@ -7,7 +7,7 @@
 use std::ffi::OsString;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{CommandFactory, FromArgMatches};
+use clap::FromArgMatches;
 
 use super::Cli;
 
@@ -20,7 +20,7 @@ pub fn parse_from(mut argv: Vec<OsString>) -> Result<(Cli, Vec<String>), clap::E
     // attempt: clap does not support changing a command it has already parsed with.
     let mut unset: Vec<(Vec<String>, String)> = Vec::new();
     loop {
-        let mut cmd = Cli::command();
+        let mut cmd = super::command();
         for (path, name) in &unset {
             cmd = without_env(cmd, path, name).0;
         }

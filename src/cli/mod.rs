@@ -1,7 +1,7 @@
 //! The command line: raw settings as the user typed them (flag, then environment variable, then
 //! default). `config` validates them into typed configurations.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 mod bench;
 mod consume;
@@ -29,6 +29,38 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The command line as `landfall` parses it and shows it in `--help`: every environment
+/// variable is shown one way, `[env: NAME]` right after the flag's description (before a
+/// default written there), never with its current value, which may be a secret. The flags read
+/// by two variables (`--brokers`, `--topic`, `--count`) write theirs the same way by hand.
+pub fn command() -> clap::Command {
+    show_env(Cli::command())
+}
+
+fn show_env(cmd: clap::Command) -> clap::Command {
+    cmd.mut_args(|arg| {
+        let Some(env) = arg.get_env().map(|e| e.to_string_lossy().into_owned()) else {
+            return arg;
+        };
+        let mark = |text: String| match text.find(" [default:").or_else(|| text.find("\n[default:")) {
+            Some(at) => format!("{} [env: {env}]{}", &text[..at], &text[at..]),
+            None => format!("{} [env: {env}]", text.trim_end().trim_end_matches('.')),
+        };
+        let help = arg.get_help().map(|h| mark(h.to_string()));
+        let long = arg.get_long_help().map(|h| mark(h.to_string()));
+        let arg = arg.hide_env(true);
+        let arg = match help {
+            Some(h) => arg.help(h),
+            None => arg,
+        };
+        match long {
+            Some(h) => arg.long_help(h),
+            None => arg,
+        }
+    })
+    .mut_subcommands(show_env)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -195,4 +227,62 @@ pub struct VerifyArgs {
     /// Discrepancies listed per kind in the text report.
     #[arg(long, default_value_t = 20)]
     pub max_listed: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every subcommand, outermost first, with its path (`"bench consume"`).
+    fn all(cmd: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
+        out.push((path.clone(), cmd.clone()));
+        for sub in cmd.get_subcommands() {
+            all(sub, format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_help_line_shows_its_variable_one_way() {
+        let mut cmds = Vec::new();
+        all(&super::command(), "landfall".into(), &mut cmds);
+        for (path, mut cmd) in cmds {
+            for long in [false, true] {
+                let help = if long {
+                    cmd.render_long_help()
+                } else {
+                    cmd.render_help()
+                }
+                .to_string();
+                // clap's own form shows the current value: `[env: NAME=value]`.
+                for shown in help.split("[env: ").skip(1) {
+                    let names = &shown[..shown.find(']').unwrap_or(shown.len())];
+                    assert!(!names.contains('='), "{path}: a value shown:\n{help}");
+                }
+                for arg in cmd.get_arguments() {
+                    let Some(env) = arg.get_env().filter(|_| !arg.is_hide_set()) else {
+                        continue;
+                    };
+                    let mark = format!("[env: {}]", env.to_string_lossy());
+                    assert!(help.contains(&mark), "{path}: {mark} missing:\n{help}");
+                }
+            }
+        }
+    }
+
+    /// The services (`produce`, `consume`, `serve`) are configured by their environment in
+    /// compose and Kubernetes, so each of their settings has a variable.
+    #[test]
+    fn every_service_setting_has_a_variable() {
+        let cmd = super::command();
+        for name in ["produce", "consume", "serve"] {
+            let sub = cmd.find_subcommand(name).unwrap();
+            let help = sub.clone().render_long_help().to_string();
+            for arg in sub.get_arguments() {
+                let id = arg.get_id().as_str();
+                if ["help", "version", "kafka_config"].contains(&id) || arg.get_env().is_some() {
+                    continue;
+                }
+                let text = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                assert!(text.contains("[env: "), "{name} --{id} has no variable:\n{help}");
+            }
+        }
+    }
 }
