@@ -44,7 +44,8 @@ fn show_env(cmd: clap::Command) -> clap::Command {
         let Some(env) = arg.get_env().map(|e| e.to_string_lossy().into_owned()) else {
             return arg;
         };
-        let mark = |text: String| match text.find(" [default:").or_else(|| text.find("\n[default:")) {
+        let mark = |text: String| match text.find(" [default:").or_else(|| text.find("\n[default:"))
+        {
             Some(at) => format!("{} [env: {env}]{}", &text[..at], &text[at..]),
             None => format!("{} [env: {env}]", text.trim_end().trim_end_matches('.')),
         };
@@ -281,7 +282,10 @@ mod tests {
                     continue;
                 }
                 let text = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
-                assert!(text.contains("[env: "), "{name} --{id} has no variable:\n{help}");
+                assert!(
+                    text.contains("[env: "),
+                    "{name} --{id} has no variable:\n{help}"
+                );
             }
         }
     }
