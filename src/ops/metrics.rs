@@ -136,7 +136,12 @@ pub struct ConsumerMetrics {
     pub client_restarts: IntCounter,
     campaign_views: IntCounterVec,
     campaign_duration: prometheus::CounterVec,
+    /// The two campaign counters by campaign id (None: unknown campaigns), resolved once:
+    /// a landed window adds to them without building and hashing label strings.
+    campaign_handles: std::sync::Mutex<CampaignHandles>,
 }
+
+type CampaignHandles = std::collections::HashMap<Option<i64>, (IntCounter, prometheus::Counter)>;
 
 /// One partition's handles, resolved when it is assigned.
 #[derive(Clone)]
@@ -196,6 +201,7 @@ impl ConsumerMetrics {
                 r.register(Box::new(c.clone())).expect("registered once");
                 c
             },
+            campaign_handles: Default::default(),
             process,
         };
         // Every reason and kind exists from the start, at zero, so rates are defined.
@@ -257,23 +263,31 @@ impl ConsumerMetrics {
     }
 
     /// A window file landed: its views count in the campaign totals.
-    pub fn campaign_landed(
+    pub fn campaigns_landed(
         &self,
-        campaign: Option<&crate::consume::enrich::Campaign>,
-        id: i64,
-        agg: &crate::consume::window::Agg,
+        table: &crate::consume::enrich::CampaignTable,
+        by_campaign: &std::collections::BTreeMap<i64, crate::consume::window::Agg>,
     ) {
-        let (id, name, network) = match campaign {
-            Some(c) => (id.to_string(), c.name.clone(), c.network_id.to_string()),
-            None => ("unknown".into(), "unknown".into(), "unknown".into()),
-        };
-        let labels = [id.as_str(), name.as_str(), network.as_str()];
-        self.campaign_views
-            .with_label_values(&labels)
-            .inc_by(agg.count);
-        self.campaign_duration
-            .with_label_values(&labels)
-            .inc_by(agg.sum_ms as f64 / 1000.0);
+        let mut handles = self
+            .campaign_handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (&id, agg) in by_campaign {
+            let campaign = table.get(id);
+            let (views, duration) = handles.entry(campaign.map(|_| id)).or_insert_with(|| {
+                let (id, name, network) = match campaign {
+                    Some(c) => (id.to_string(), c.name.clone(), c.network_id.to_string()),
+                    None => ("unknown".into(), "unknown".into(), "unknown".into()),
+                };
+                let labels = [id.as_str(), name.as_str(), network.as_str()];
+                (
+                    self.campaign_views.with_label_values(&labels),
+                    self.campaign_duration.with_label_values(&labels),
+                )
+            });
+            views.inc_by(agg.count);
+            duration.inc_by(agg.sum_ms as f64 / 1000.0);
+        }
     }
 }
 

