@@ -296,48 +296,37 @@ async fn bench_all(args: landfall::cli::BenchAllArgs) -> Result<()> {
 
 async fn bench_consume(args: landfall::cli::BenchConsumeArgs) -> Result<()> {
     let kafka = config::kafka_only(&args.common.kafka)?;
-    let density = args.sim_events_per_sec;
-    if !(density.is_finite() && density > 0.0) {
+    if let Some(bad) = args
+        .sim_events_per_sec
+        .iter()
+        .find(|d| !(d.is_finite() && **d > 0.0))
+    {
         return Err(config::ConfigError {
             problems: vec![format!(
-                "--sim-events-per-sec (LANDFALL_BENCH_SIM_EVENTS_PER_SEC) = {density}: must be \
-                 a positive number of records per simulated second"
+                "--sim-events-per-sec (LANDFALL_BENCH_SIM_EVENTS_PER_SEC) = {bad}: must be \
+                 positive numbers of records per simulated second"
             )],
         }
         .into());
     }
-    let r = bench::consume(
-        &kafka,
-        args.events,
-        args.common.partitions,
-        &args.work_dir,
-        args.sim_events_per_sec,
-        args.object_store.as_deref(),
-    )
-    .await?;
-    let mut rows = vec![
-        r.bare.clone(),
-        r.landfall.clone(),
-        r.landfall_no_durability.clone(),
-    ];
-    rows.extend(r.landfall_object_store.clone());
-    print!("{}", bench::table(&rows));
-    println!(
-        "drain_ratio (landfall / bare)            = {:.3}",
-        r.drain_ratio
-    );
-    println!(
-        "eos_ratio (landfall / no fsync, commits) = {:.3}",
-        r.eos_ratio
-    );
-    if let Some(ratio) = r.object_store_ratio {
-        println!("object_store_ratio (object store / local disk) = {ratio:.3}");
+    let mut reports = Vec::new();
+    for &density in &args.sim_events_per_sec {
+        println!("== {density} records per simulated second");
+        let r = bench::consume(
+            &kafka,
+            args.events,
+            args.common.partitions,
+            &args.work_dir,
+            density,
+            args.object_store.as_deref(),
+        )
+        .await?;
+        print!("{}", bench::consume_summary(&r));
+        reports.push(r);
     }
-    println!(
-        "consumer peak RSS = {:.1} MB (no durability: {:.1} MB)",
-        r.consumer_peak_rss_mb, r.no_durability_peak_rss_mb
-    );
-    write_json(args.common.json, &r)
+    bench::remove_outputs(&reports.iter().collect::<Vec<_>>());
+    print!("{}", bench::per_file_cost(&reports));
+    write_json(args.common.json, &reports)
 }
 
 async fn bench_scale(args: landfall::cli::BenchScaleArgs) -> Result<()> {

@@ -17,10 +17,14 @@ use support::output::*;
 use support::*;
 
 /// Every step of the protocol, in the order a landing reaches them.
-const FAILPOINTS: [&str; 8] = [
+const FAILPOINTS: [&str; 10] = [
     "after-temp-write",
     "after-file-fsync",
     "after-rename",
+    // A group of files lands together (see `sink::group`): one has landed, another has not;
+    // then all are linked and none of their directories is fsynced yet.
+    "between-group-files",
+    "after-group-files",
     "after-dir-fsync",
     "after-sled-batch",
     "after-sled-flush",

@@ -21,8 +21,23 @@ pub struct ConsumeReport {
     /// Landing to the object store over landing to local disk, events/s.
     pub object_store_ratio: Option<f64>,
     pub consume_events_per_sec: f64,
+    /// Window and reject files the exactly-once drain landed.
+    pub files_landed: u64,
     pub consumer_peak_rss_mb: f64,
     pub no_durability_peak_rss_mb: f64,
+    /// The drains' output, left in place until every measurement is done: see
+    /// [`remove_outputs`].
+    #[serde(skip)]
+    pub output: std::path::PathBuf,
+}
+
+/// Removes the drains' output. Only after the last measurement: ext4 allocates inodes slowly
+/// for minutes after a mass delete (it skips recently freed ones), so a drain that ran right
+/// after another's output was removed would pay for that removal.
+pub fn remove_outputs(reports: &[&ConsumeReport]) {
+    for r in reports {
+        let _ = std::fs::remove_dir_all(&r.output);
+    }
 }
 
 /// Drain benchmark: pre-loads a topic, then drains it with a bare read_committed consumer that
@@ -60,8 +75,8 @@ pub async fn consume(
             events,
             bytes,
         };
-        let (landfall, rss) = drain.run("eos", &[], None)?;
-        let (fast, fast_rss) = drain.run("nodur", &["--unsafe-no-durability"], None)?;
+        let (landfall, rss, files_landed) = drain.run("eos", &[], None)?;
+        let (fast, fast_rss, _) = drain.run("nodur", &["--unsafe-no-durability"], None)?;
         let remote = match &object_store {
             Some(url) => Some(drain.run("store", &[], Some(url))?.0),
             None => None,
@@ -77,8 +92,8 @@ pub async fn consume(
         } else {
             bare
         };
-        let _ = std::fs::remove_dir_all(&work);
         Ok(ConsumeReport {
+            output: work,
             events,
             partitions,
             sim_events_per_sec,
@@ -89,6 +104,7 @@ pub async fn consume(
                 .map(|r| r.events_per_sec() / landfall.events_per_sec()),
             landfall_object_store: remote,
             consume_events_per_sec: landfall.events_per_sec(),
+            files_landed,
             consumer_peak_rss_mb: rss,
             no_durability_peak_rss_mb: fast_rss,
             bare,
@@ -98,6 +114,64 @@ pub async fn consume(
     })
     .await
     .map_err(|e| BenchError::Thread(e.to_string()))?
+}
+
+/// One density's table and ratios.
+pub fn consume_summary(r: &ConsumeReport) -> String {
+    let mut rows = vec![
+        r.bare.clone(),
+        r.landfall.clone(),
+        r.landfall_no_durability.clone(),
+    ];
+    rows.extend(r.landfall_object_store.clone());
+    let mut out = table(&rows);
+    out += &format!(
+        "files landed (exactly-once)              = {}\n",
+        r.files_landed
+    );
+    out += &format!(
+        "drain_ratio (landfall / bare)            = {:.3}\n",
+        r.drain_ratio
+    );
+    out += &format!(
+        "eos_ratio (landfall / no fsync, commits) = {:.3}\n",
+        r.eos_ratio
+    );
+    if let Some(ratio) = r.object_store_ratio {
+        out += &format!("object_store_ratio (object store / local disk) = {ratio:.3}\n");
+    }
+    out += &format!(
+        "consumer peak RSS = {:.1} MB (no durability: {:.1} MB)\n",
+        r.consumer_peak_rss_mb, r.no_durability_peak_rss_mb
+    );
+    out
+}
+
+/// What a landed file costs: the same events drained at two densities differ only in how
+/// many files they land, so the exactly-once drains' CPU difference over their files'
+/// difference is the CPU one more file costs (between the densest and each sparser one).
+pub fn per_file_cost(reports: &[ConsumeReport]) -> String {
+    let Some(dense) = reports.iter().min_by_key(|r| r.files_landed) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for r in reports {
+        let files = r.files_landed.saturating_sub(dense.files_landed);
+        if files == 0 || r.events != dense.events {
+            continue;
+        }
+        let cpu = r.landfall.cpu_secs - dense.landfall.cpu_secs;
+        let wall = r.landfall.wall_secs - dense.landfall.wall_secs;
+        out += &format!(
+            "per landed file ({} vs {} records per simulated second, {files} more files): \
+             {:.3} ms CPU, {:.3} ms wall\n",
+            r.sim_events_per_sec,
+            dense.sim_events_per_sec,
+            cpu * 1000.0 / files as f64,
+            wall * 1000.0 / files as f64,
+        );
+    }
+    out
 }
 
 /// One `landfall consume` drain of the pre-loaded topic, as a child process.
@@ -111,13 +185,13 @@ struct LandfallDrain<'a> {
 
 impl LandfallDrain<'_> {
     /// Drains with `extra` flags into `out` (an object-store URL) or the local work directory;
-    /// the measurement and the child's peak RSS.
+    /// the measurement, the child's peak RSS and the Parquet files it landed on local disk.
     fn run(
         &self,
         name: &str,
         extra: &[&str],
         out: Option<&str>,
-    ) -> Result<(Measurement, f64), BenchError> {
+    ) -> Result<(Measurement, f64, u64), BenchError> {
         let dir = self.work.join(name);
         let out = out.map_or_else(|| dir.clone(), std::path::PathBuf::from);
         let group = format!("bench-{name}-{}", self.run_id);
@@ -126,7 +200,11 @@ impl LandfallDrain<'_> {
         let broker0 = broker_cpu_secs();
         let (wall, cpu, rss) = run_child(&args)?;
         let broker = broker0.zip(broker_cpu_secs()).map(|(a, b)| b - a);
-        let _ = std::fs::remove_dir_all(&dir);
+        let files = walkdir::WalkDir::new(&dir)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+            .count() as u64;
         let name = match (extra.is_empty(), out.starts_with(&dir)) {
             (false, _) => "landfall consume (no fsync/commit)",
             (true, true) => "landfall consume",
@@ -140,7 +218,7 @@ impl LandfallDrain<'_> {
             cpu_secs: cpu,
             broker_cpu_secs: broker,
         };
-        Ok((m, rss))
+        Ok((m, rss, files))
     }
 }
 

@@ -4,7 +4,7 @@
 mod drain;
 mod scale;
 use drain::consume_args;
-pub use drain::{consume, ConsumeReport};
+pub use drain::{consume, consume_summary, per_file_cost, remove_outputs, ConsumeReport};
 pub use scale::{scale, scale_table, ScaleReport};
 
 use std::fmt::Write as _;
@@ -344,9 +344,12 @@ pub struct AllReport {
     pub consumer_peak_rss_mb: f64,
     pub produce: ProduceReport,
     pub consume: ConsumeReport,
+    /// The same drains at the generator's default density (10 records per simulated second):
+    /// about 100 times as many window files for the same events.
+    pub consume_sparse: ConsumeReport,
 }
 
-/// The table of `bench all`: (a) to (e), with peak RSS where it was measured (child
+/// The table of `bench all`: (a) to (h), with peak RSS where it was measured (child
 /// processes), and the ratios.
 pub fn all_table(r: &AllReport) -> String {
     let mut out = render_rows(&[
@@ -363,6 +366,17 @@ pub fn all_table(r: &AllReport) -> String {
         ),
         ("(d)", &r.produce.bare, None),
         ("(e)", &r.produce.landfall, None),
+        ("(f)", &r.consume_sparse.bare, None),
+        (
+            "(g)",
+            &r.consume_sparse.landfall,
+            Some(r.consume_sparse.consumer_peak_rss_mb),
+        ),
+        (
+            "(h)",
+            &r.consume_sparse.landfall_no_durability,
+            Some(r.consume_sparse.no_durability_peak_rss_mb),
+        ),
     ]);
     let _ = writeln!(
         out,
@@ -379,10 +393,28 @@ pub fn all_table(r: &AllReport) -> String {
         "produce_ratio e/d = {:.3}   (target >= 0.9)",
         r.produce_ratio
     );
+    let sparse = &r.consume_sparse;
     let _ = writeln!(
         out,
-        "consumer peak RSS = {:.1} MB at {} events over {} partitions (target <= 150 MB)",
-        r.consumer_peak_rss_mb, r.events, r.partitions
+        "sparse (f-h: {} records per simulated second, {} files landed against {}):",
+        sparse.sim_events_per_sec, sparse.files_landed, r.consume.files_landed
+    );
+    let _ = writeln!(
+        out,
+        "drain_ratio   g/f = {:.3}   (target >= 0.8)",
+        sparse.drain_ratio
+    );
+    let _ = writeln!(
+        out,
+        "eos_ratio     g/h = {:.3}   (target >= 0.9)",
+        sparse.eos_ratio
+    );
+    out += &per_file_cost(&[r.consume.clone(), sparse.clone()]);
+    let _ = writeln!(
+        out,
+        "consumer peak RSS = {:.1} MB dense, {:.1} MB sparse, at {} events over {} partitions \
+         (target <= 150 MB)",
+        r.consumer_peak_rss_mb, sparse.consumer_peak_rss_mb, r.events, r.partitions
     );
     out
 }
@@ -397,7 +429,9 @@ pub async fn all(
     work_dir: &std::path::Path,
 ) -> Result<AllReport, BenchError> {
     let produce = produce(kafka, events, partitions, txn_size, producers).await?;
+    let consume_sparse = consume(kafka, events, partitions, work_dir, 10.0, None).await?;
     let consume = consume(kafka, events, partitions, work_dir, 1000.0, None).await?;
+    remove_outputs(&[&consume, &consume_sparse]);
     Ok(AllReport {
         events,
         partitions,
@@ -408,6 +442,7 @@ pub async fn all(
         consumer_peak_rss_mb: consume.consumer_peak_rss_mb,
         produce,
         consume,
+        consume_sparse,
     })
 }
 

@@ -74,14 +74,17 @@ pub struct BenchConsumeArgs {
     #[arg(long, env = "LANDFALL_BENCH_DIR", default_value = "target/bench")]
     pub work_dir: std::path::PathBuf,
 
-    /// Records per simulated second in the pre-loaded topic: 1000 makes 60,000-record windows
-    /// (few files), the generator's default of 10 makes 600-record windows (many files).
+    /// Records per simulated second in the pre-loaded topic, one topic and one set of drains
+    /// per value, side by side: 1000 makes 60,000-record windows (few files), the generator's
+    /// default of 10 makes 600-record windows (many files).
     #[arg(
         long,
         env = "LANDFALL_BENCH_SIM_EVENTS_PER_SEC",
-        default_value_t = 1000.0
+        value_delimiter = ',',
+        default_value = "10,1000",
+        value_name = "N[,N...]"
     )]
-    pub sim_events_per_sec: f64,
+    pub sim_events_per_sec: Vec<f64>,
 
     /// Also land to this object-store prefix (e.g. s3://landfall/bench, with the store's
     /// environment set) and compare with local disk. Each run writes under <prefix>/<run id>

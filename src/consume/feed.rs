@@ -115,10 +115,14 @@ impl Feed {
                 // After an error the pipeline is poisoned; later batches are not processed.
                 let mut failed = false;
                 for mut batch in batches {
+                    // The last batch handed over so far: what is queued to land lands now.
+                    // While more are waiting (a catch-up), it keeps growing into one larger
+                    // group (bounded, see `pipeline::land`).
+                    let last = || lock(&report.0).pending <= 1;
                     let result = if failed {
                         Ok(())
                     } else {
-                        process(&pipeline, &batch)
+                        process(&pipeline, &batch, last)
                     };
                     failed |= result.is_err();
                     batch.clear();
@@ -213,14 +217,23 @@ impl Drop for Feed {
     }
 }
 
-/// Processes one batch. A panic (a bug: no input should cause one) becomes an error like any
+/// Processes one batch, then lands what is queued if `last` says no batch is waiting after
+/// it. A panic (a bug: no input should cause one) becomes an error like any
 /// other, so the poll thread stops instead of waiting forever for a worker that is gone, and
 /// the pipeline is poisoned: nothing is committed past what landed.
-fn process(pipeline: &Mutex<Pipeline>, batch: &Batch) -> Result<(), PipelineError> {
+fn process(
+    pipeline: &Mutex<Pipeline>,
+    batch: &Batch,
+    last: impl Fn() -> bool,
+) -> Result<(), PipelineError> {
     let run = std::panic::AssertUnwindSafe(|| {
         let mut pipeline = lock(pipeline);
         crate::ops::failpoint::panic_at("worker-panic");
-        batch.records().try_for_each(|r| pipeline.handle(r))
+        batch.records().try_for_each(|r| pipeline.handle(r))?;
+        if last() {
+            pipeline.flush()?;
+        }
+        Ok(())
     });
     std::panic::catch_unwind(run).unwrap_or_else(|panic| {
         lock(pipeline).poison();

@@ -28,6 +28,7 @@ impl Pipeline {
         }
         let position = st.position;
         self.repeat_idle_closes(partition, position)?;
+        self.flush()?;
         if let Some(st) = self.parts.get_mut(&partition) {
             st.caught_up_since.get_or_insert(now);
         }
@@ -159,7 +160,7 @@ impl Pipeline {
                 while self.carry_out_idle_mark(p, mark.at_offset, what)? {}
             }
         }
-        Ok(())
+        self.flush()
     }
 
     /// Every assigned partition is caught up and has closed what the wall clock allows.

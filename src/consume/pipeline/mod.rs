@@ -170,6 +170,8 @@ pub struct Pipeline {
     /// Set when processing failed part-way (a file did not land): the state in memory may have
     /// moved past data that is not on disk, so it is never checkpointed or committed again.
     poisoned: bool,
+    /// Closed windows and cut rejects waiting to land as one group (see `land`).
+    queue: land::Queue,
 }
 
 /// How long offset commits may keep failing before the consumer gives up.
@@ -213,6 +215,12 @@ impl Pipeline {
             table: table.clone(),
             sync: !cfg.unsafe_no_durability,
             look_first: cfg.assume_single_writer,
+            // Local files are written one after another and fsynced together (see
+            // `sink::group`); PUTs go out several at once.
+            concurrency: match cfg.output {
+                crate::store::Root::Local(_) => 1,
+                crate::store::Root::Object(_) => crate::consume::sink::OBJECT_CONCURRENCY,
+            },
         };
         Pipeline {
             cfg,
@@ -225,6 +233,7 @@ impl Pipeline {
             dirty: false,
             commit_failing_since: None,
             poisoned: false,
+            queue: land::Queue::default(),
         }
     }
 
@@ -352,6 +361,15 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Lands every closed window and cut of rejects still waiting, as one group: the end of a
+    /// batch of records, and before anything is checkpointed. After an error the pipeline is
+    /// poisoned.
+    pub fn flush(&mut self) -> Result<(), PipelineError> {
+        let result = self.land_queued();
+        self.poisoned |= result.is_err();
+        result
+    }
+
     pub fn checkpoint_due(&self, now: Instant) -> bool {
         self.dirty && now.duration_since(self.last_checkpoint) >= self.cfg.checkpoint_interval
     }
@@ -367,6 +385,8 @@ impl Pipeline {
             warn!("not checkpointing or committing: an earlier error left data unwritten");
             return Ok(Vec::new());
         }
+        // Durable, then state, then commit: what closed lands before the state moves past it.
+        self.flush()?;
         let chosen: Vec<(i32, PartitionCheckpoint)> = self
             .parts
             .iter()

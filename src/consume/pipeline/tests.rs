@@ -67,6 +67,7 @@ fn value(end_secs: Option<i64>) -> Vec<u8> {
     }
 }
 
+/// Feeds `log[from..to]` as one batch.
 fn feed(p: &mut Pipeline, log: &[Vec<u8>], from: usize, to: usize) {
     for (o, v) in log.iter().enumerate().take(to).skip(from) {
         p.handle(ConsumedRecord {
@@ -78,6 +79,8 @@ fn feed(p: &mut Pipeline, log: &[Vec<u8>], from: usize, to: usize) {
         })
         .unwrap();
     }
+    // The end of a batch: what it closed lands (as `feed::process` does).
+    p.flush().unwrap();
 }
 
 /// Reject offsets with the file each is in; fails on a reject in two files.

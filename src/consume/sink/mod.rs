@@ -4,10 +4,12 @@
 //! the file this run would land (see `identity`), and made durable again before anything is
 //! committed past it.
 
+mod group;
 pub mod marker;
 mod parquet;
 pub mod publish;
 
+pub use self::group::{Contents, Pending, FSYNC_THREADS, OBJECT_CONCURRENCY};
 pub use self::parquet::{encode_rejects, encode_window, rejects_schema, window_schema, Provenance};
 
 use std::path::{Path, PathBuf};
@@ -124,6 +126,25 @@ pub struct Sink {
     /// Object stores: look for a file before creating it, for a store that does not enforce
     /// "create only if absent" (`--assume-single-writer`).
     pub look_first: bool,
+    /// Files of a group encoded and landed at once: 1 on local disk (where only the fsyncs
+    /// overlap, see `group`), more for an object store's PUTs.
+    pub concurrency: usize,
+}
+
+/// The root can go while files are written (renamed or unmounted under the running consumer):
+/// say so, rather than naming a missing file.
+fn root_gone_or(root: &Path, e: SinkError) -> SinkError {
+    if root.is_dir() {
+        e
+    } else {
+        SinkError::RootGone {
+            path: root.to_path_buf(),
+        }
+    }
+}
+
+fn parent(path: &Path) -> PathBuf {
+    path.parent().unwrap_or(Path::new(".")).to_path_buf()
 }
 
 /// `20240913T064900Z`, from milliseconds since the epoch.
@@ -165,6 +186,9 @@ impl Sink {
         }
     }
 
+    /// Encodes a file and lands it as far as it goes alone: on local disk, written under its
+    /// temporary name (the group fsyncs and links it, see `group`); in an object store, one
+    /// conditional PUT, done. A file already at its name is checked here.
     fn land(
         &self,
         root: &Root,
@@ -173,7 +197,7 @@ impl Sink {
         want: Expected,
         table_change_ok: bool,
         encode: impl FnOnce() -> Result<Vec<u8>, ::parquet::errors::ParquetError>,
-    ) -> Result<Landed, SinkError> {
+    ) -> Result<group::Step, SinkError> {
         let path = root.join(&rel);
         let encoded = |path: &Path| {
             encode().map_err(|source| SinkError::Encode {
@@ -182,71 +206,85 @@ impl Sink {
             })
         };
         let Root::Object(store) = root else {
-            let dir = root.local().unwrap_or(Path::new("."));
             if path.exists() {
-                return self.already_there(root, path, &want, table_change_ok);
+                let found = self.already_there(root, path, &want, table_change_ok)?;
+                return Ok(group::Step::Done(found));
             }
-            return match self.land_local(dir, &path, encoded(&path)?)? {
-                Some(bytes) => Ok(Landed::Written { path, bytes, rows }),
-                // Another writer (a zombie, or a second instance) landed it a moment ago.
-                None => self.already_there(root, path, &want, table_change_ok),
-            };
+            let local = root.local().unwrap_or(Path::new(".")).to_path_buf();
+            let bytes = encoded(&path)?;
+            let staged = (|| {
+                if let Some(dir) = path.parent() {
+                    publish::ensure_dir(&local, dir)?;
+                }
+                publish::stage(&path, &bytes, crate::ops::failpoint::hit)
+            })()
+            .map_err(|e| root_gone_or(&local, e))?;
+            return Ok(group::Step::Staged(Box::new(group::StagedFile {
+                staged,
+                root: root.clone(),
+                local,
+                rows,
+                want,
+                table_change_ok,
+            })));
         };
         let key = rel_key(&rel);
         if self.look_first && store.exists(&key)? {
-            return self.already_there(root, path, &want, table_change_ok);
+            let found = self.already_there(root, path, &want, table_change_ok)?;
+            return Ok(group::Step::Done(found));
         }
         let bytes = encoded(&path)?;
         let len = bytes.len() as u64;
         // One conditional PUT: the object appears whole, or the name was taken (by a run that
         // crashed after landing it, or by another instance) and nothing changed.
         if !store.create(&key, bytes.into())? {
-            return self.already_there(root, path, &want, table_change_ok);
+            let found = self.already_there(root, path, &want, table_change_ok)?;
+            return Ok(group::Step::Done(found));
         }
         crate::ops::failpoint::hit("after-put");
-        Ok(Landed::Written {
+        let landed = Landed::Written {
             path,
             bytes: len,
             rows,
-        })
+        };
+        Ok(group::Step::Done((landed, None)))
     }
 
-    /// Publishes `bytes` at `path` under the local directory `root` (see [`publish`]): the
-    /// number of bytes written, or None if the name was taken meanwhile.
-    fn land_local(
-        &self,
-        root: &Path,
-        path: &Path,
-        bytes: Vec<u8>,
-    ) -> Result<Option<u64>, SinkError> {
-        if let Some(dir) = path.parent() {
-            publish::ensure_dir(root, dir)?;
+    /// Links a staged file (fsynced first, when the sink syncs) to its final name; a name
+    /// taken meanwhile (by a zombie, or a second instance) is checked like any found file.
+    fn link(&self, f: group::StagedFile) -> Result<group::Outcome, SinkError> {
+        let group::StagedFile {
+            staged,
+            root,
+            local,
+            rows,
+            want,
+            table_change_ok,
+        } = f;
+        let path = staged.final_path().to_path_buf();
+        let bytes = staged.bytes();
+        let linked = staged
+            .link(crate::ops::failpoint::hit)
+            .map_err(|e| root_gone_or(&local, e))?;
+        if !linked {
+            return self.already_there(&root, path, &want, table_change_ok);
         }
-        let published = publish::publish(path, &bytes, self.sync).map_err(|e| {
-            // The root can go between the check above and the write (renamed or unmounted
-            // under the running consumer): say so, rather than naming a missing file.
-            if root.is_dir() {
-                e
-            } else {
-                SinkError::RootGone {
-                    path: root.to_path_buf(),
-                }
-            }
-        })?;
-        Ok(published.then_some(bytes.len() as u64))
+        let dir = self.sync.then(|| parent(&path));
+        Ok((Landed::Written { path, bytes, rows }, dir))
     }
 
     /// A file is at the expected name: keep it only if its footer proves it is the file this
     /// run would land, and (on local disk) make it durable again (it may have been linked just
     /// before a crash that came before its directory's fsync) before anything is committed
-    /// past it. An object store made it durable when it accepted it.
+    /// past it: the file here, its directory with the group's. An object store made it
+    /// durable when it accepted it.
     fn already_there(
         &self,
         root: &Root,
         path: PathBuf,
         want: &Expected,
         table_change_ok: bool,
-    ) -> Result<Landed, SinkError> {
+    ) -> Result<group::Outcome, SinkError> {
         let footer = crate::readback::read_footer(root, &path).map_err(|e| match e {
             crate::readback::ReadError::Store(e) => SinkError::Store(e),
             e => SinkError::Unreadable {
@@ -262,21 +300,23 @@ impl Sink {
         if other_table {
             tracing::info!(path = %path.display(), "kept a file landed with the campaign table this run replaced");
         }
+        let mut dir = None;
         if self.sync && root.local().is_some() {
-            publish::make_durable(&path)?;
+            publish::sync_file(&path)?;
+            dir = Some(parent(&path));
         }
-        Ok(Landed::AlreadyThere { path, other_table })
+        Ok((Landed::AlreadyThere { path, other_table }, dir))
     }
 
     /// Lands a closed window. `change` is set when a campaign table change is accepted for
     /// this partition: files of another table are kept, and `change.replaced` (the table the
     /// partition's commit named, if this run replaced it) goes into the footer.
-    pub fn land_window(
+    fn land_window(
         &self,
         partition: i32,
         w: &ClosedWindow,
         change: &TableChange,
-    ) -> Result<Landed, SinkError> {
+    ) -> Result<group::Step, SinkError> {
         let rel = window_file_name(&self.identity.topic, partition, w.start_ms);
         let prov = self.provenance(partition, change.replaced.as_deref());
         let want = Expected {
@@ -294,13 +334,13 @@ impl Sink {
         })
     }
 
-    pub fn land_rejects(
+    fn land_rejects(
         &self,
         partition: i32,
         close_offset: i64,
         rejects: &[RejectRecord],
         change: &TableChange,
-    ) -> Result<Landed, SinkError> {
+    ) -> Result<group::Step, SinkError> {
         let rel = rejects_file_name(&self.identity.topic, partition, close_offset);
         let prov = self.provenance(partition, change.replaced.as_deref());
         let want = Expected {

@@ -1,7 +1,8 @@
 //! Durable publish, the one way a file lands: write a temporary file beside the target, fsync
 //! it, link it to the final name (which fails if the name exists, so a landed file is never
-//! replaced), remove the temporary name, fsync the directory. Readers see the final name only
-//! once the whole file is on disk.
+//! replaced), remove the temporary name; then fsync the directory. A group of files goes
+//! through each step together (see `group`): the fsyncs at once, one directory fsync for all.
+//! Readers see the final name only once the whole file is on disk.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -9,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::SinkError;
-use crate::ops::failpoint;
 
 /// Temporary files older than this are debris from a crash; younger ones may belong to another
 /// instance that is writing right now.
@@ -36,7 +36,7 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Si
     }
 }
 
-fn fsync_dir(dir: &Path) -> Result<(), SinkError> {
+pub fn fsync_dir(dir: &Path) -> Result<(), SinkError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|source| SinkError::Fsync {
@@ -75,70 +75,97 @@ pub fn ensure_dir(root: &Path, dir: &Path) -> Result<(), SinkError> {
     Ok(())
 }
 
-/// Publishes `bytes` at `final_path` (whose directory must exist). Returns false, and changes
-/// nothing, if the name exists already. A failed fsync is fatal and never retried: after one,
-/// the kernel may have dropped the dirty pages.
-pub fn publish(final_path: &Path, bytes: &[u8], sync: bool) -> Result<bool, SinkError> {
-    publish_at(final_path, bytes, sync, failpoint::hit)
+/// A file written under its temporary name beside its final name: not yet fsynced, not yet
+/// linked. Dropped before it is linked, it removes its temporary name (a full disk is not
+/// kept full by debris).
+pub struct Staged {
+    tmp: PathBuf,
+    file: File,
+    final_path: PathBuf,
+    len: u64,
 }
 
-/// As [`publish`], without the recovery suite's crash points (for the directory marker, which
-/// is not part of the landing protocol).
-pub fn publish_plain(final_path: &Path, bytes: &[u8], sync: bool) -> Result<bool, SinkError> {
-    publish_at(final_path, bytes, sync, |_| {})
-}
-
-fn publish_at(
-    final_path: &Path,
-    bytes: &[u8],
-    sync: bool,
-    hit: impl Fn(&str),
-) -> Result<bool, SinkError> {
-    let dir = final_path.parent().unwrap_or(Path::new("."));
+/// Writes `bytes` under a temporary name beside `final_path` (whose directory must exist).
+pub fn stage(final_path: &Path, bytes: &[u8], hit: impl Fn(&str)) -> Result<Staged, SinkError> {
     let tmp = temp_path(final_path);
-    let result = write_temp(&tmp, bytes, sync, &hit).and_then(|()| {
-        hit("after-file-fsync");
-        match fs::hard_link(&tmp, final_path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(io("link", final_path)(e)),
-        }
-    });
-    // The temporary name goes whatever happened, so a full disk is not kept full by debris.
-    let _ = fs::remove_file(&tmp);
-    let linked = result?;
-    hit("after-rename");
-    if linked && sync {
-        fsync_dir(dir)?;
+    let file = File::create(&tmp).map_err(io("create", &tmp))?;
+    let staged = Staged {
+        tmp,
+        file,
+        final_path: final_path.to_path_buf(),
+        len: bytes.len() as u64,
+    };
+    (&staged.file)
+        .write_all(bytes)
+        .map_err(io("write", &staged.tmp))?;
+    hit("after-temp-write");
+    Ok(staged)
+}
+
+impl Staged {
+    pub fn bytes(&self) -> u64 {
+        self.len
     }
-    hit("after-dir-fsync");
+
+    pub fn final_path(&self) -> &Path {
+        &self.final_path
+    }
+
+    /// Fsyncs the temporary file. A failed fsync is fatal and never retried: after one, the
+    /// kernel may have dropped the dirty pages.
+    pub fn sync(&self) -> Result<(), SinkError> {
+        self.file.sync_all().map_err(|source| SinkError::Fsync {
+            path: self.tmp.clone(),
+            source,
+        })
+    }
+
+    /// Links the file to its final name and removes the temporary name. Returns false, and
+    /// changes nothing under the final name, if the name exists already. The name is durable
+    /// only once the caller has fsynced the directory ([`fsync_dir`]).
+    pub fn link(self, hit: impl Fn(&str)) -> Result<bool, SinkError> {
+        let linked = match fs::hard_link(&self.tmp, &self.final_path) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(io("link", &self.final_path)(e)),
+        };
+        drop(self);
+        hit("after-rename");
+        Ok(linked)
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+/// Publishes `bytes` at `final_path` (whose directory must exist), directory fsync included,
+/// without the recovery suite's crash points (for the directory marker, which is not part of
+/// the landing protocol). Returns false, and changes nothing, if the name exists already.
+pub fn publish_plain(final_path: &Path, bytes: &[u8], sync: bool) -> Result<bool, SinkError> {
+    let staged = stage(final_path, bytes, |_| {})?;
+    if sync {
+        staged.sync()?;
+    }
+    let linked = staged.link(|_| {})?;
+    if linked && sync {
+        fsync_dir(final_path.parent().unwrap_or(Path::new(".")))?;
+    }
     Ok(linked)
 }
 
-/// Makes a file found under its final name durable: fsyncs it and its directory. It may have
-/// been linked by a run that crashed before its directory fsync (or by another instance that
-/// is about to): either way, nothing may be committed past it until both are on disk.
-pub fn make_durable(path: &Path) -> Result<(), SinkError> {
+/// Fsyncs a file found under its final name. It may have been linked by a run that crashed
+/// before its directory fsync (or by another instance that is about to): nothing may be
+/// committed past it until it and (by the caller) its directory are on disk.
+pub fn sync_file(path: &Path) -> Result<(), SinkError> {
     File::open(path)
         .and_then(|f| f.sync_all())
         .map_err(|source| SinkError::Fsync {
             path: path.to_path_buf(),
             source,
-        })?;
-    fsync_dir(path.parent().unwrap_or(Path::new(".")))
-}
-
-fn write_temp(tmp: &Path, bytes: &[u8], sync: bool, hit: impl Fn(&str)) -> Result<(), SinkError> {
-    let mut f = File::create(tmp).map_err(io("create", tmp))?;
-    f.write_all(bytes).map_err(io("write", tmp))?;
-    hit("after-temp-write");
-    if sync {
-        f.sync_all().map_err(|source| SinkError::Fsync {
-            path: tmp.to_path_buf(),
-            source,
-        })?;
-    }
-    Ok(())
+        })
 }
 
 /// Removes temporary files older than `max_age`: left by a crash between write and link.
@@ -192,8 +219,8 @@ mod tests {
         let dir = root.path().join("date=2024-09-13/hour=06");
         ensure_dir(root.path(), &dir).unwrap();
         let path = dir.join("w.parquet");
-        assert!(publish(&path, b"hello", true).unwrap());
-        assert!(!publish(&path, b"other", true).unwrap());
+        assert!(publish_plain(&path, b"hello", true).unwrap());
+        assert!(!publish_plain(&path, b"other", true).unwrap());
         assert_eq!(fs::read(&path).unwrap(), b"hello");
         let names: Vec<_> = fs::read_dir(&dir)
             .unwrap()
