@@ -158,8 +158,8 @@ async fn consume(args: landfall::cli::ConsumeArgs) -> Result<()> {
     let rejected: u64 = t.rejects.values().sum();
     println!(
         "consumed {} records in {:.1} s: {} counted in windows ({} with an unknown campaign), \
-         {} rejected {:?}; {} window files landed ({} already there), {} reject files; \
-         report: {}, rejects: {}",
+         {} rejected {:?}; {} window files landed ({} already there), {} reject files, in {} \
+         groups; report: {}, rejects: {}",
         t.records,
         summary.elapsed.as_secs_f64(),
         t.counted,
@@ -169,6 +169,7 @@ async fn consume(args: landfall::cli::ConsumeArgs) -> Result<()> {
         t.windows_landed,
         t.windows_already_there,
         t.reject_files_landed,
+        t.groups,
         out,
         rejects
     );
@@ -324,7 +325,9 @@ async fn bench_consume(args: landfall::cli::BenchConsumeArgs) -> Result<()> {
         print!("{}", bench::consume_summary(&r));
         reports.push(r);
     }
-    bench::remove_outputs(&reports.iter().collect::<Vec<_>>());
+    if !args.keep_output {
+        bench::remove_outputs(&reports.iter().collect::<Vec<_>>());
+    }
     print!("{}", bench::per_file_cost(&reports));
     write_json(args.common.json, &reports)
 }

@@ -86,6 +86,11 @@ pub struct BenchConsumeArgs {
     )]
     pub sim_events_per_sec: Vec<f64>,
 
+    /// Leave the drains' output in the work directory (to look at, or because removing
+    /// thousands of files slows the next benchmark's file creation for minutes on ext4).
+    #[arg(long, env = "LANDFALL_BENCH_KEEP_OUTPUT")]
+    pub keep_output: bool,
+
     /// Also land to this object-store prefix (e.g. s3://landfall/bench, with the store's
     /// environment set) and compare with local disk. Each run writes under <prefix>/<run id>
     /// and leaves it there.

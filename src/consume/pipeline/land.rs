@@ -87,6 +87,7 @@ impl Pipeline {
             files, closed_at, ..
         } = std::mem::take(&mut self.queue);
         let landed = self.sink.land_group(&files)?;
+        self.totals.groups += 1;
         for ((pending, landed), closed_at) in files.iter().zip(landed).zip(closed_at) {
             self.note_table_change(pending.partition, &landed, pending.close_offset());
             self.account(pending, landed, closed_at);

@@ -145,6 +145,8 @@ pub struct Totals {
     pub windows_landed: u64,
     pub windows_already_there: u64,
     pub reject_files_landed: u64,
+    /// Groups the files landed in (see `sink::group`).
+    pub groups: u64,
     pub rows_written: u64,
     pub bytes_written: u64,
     pub commits: u64,
