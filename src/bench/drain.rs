@@ -304,6 +304,7 @@ fn bare_drain(topic: &KafkaSettings) -> Result<(u64, u64), BenchError> {
         .set("fetch.wait.max.ms", "100")
         // The same fetch settings as `landfall consume`, so only the work differs.
         .set("fetch.queue.backoff.ms", "5")
+        .set("queued.min.messages", "10000")
         .create_with_context(crate::ops::kafka::QuietEof)?;
     let n = crate::ops::kafka::wait_for_topic_polled(&consumer, topic)?;
     let mut tpl = rdkafka::TopicPartitionList::new();
