@@ -93,7 +93,27 @@ impl Sink {
     /// the caller commits nothing past any of them (the pipeline is poisoned), and a replay
     /// finds the landed ones and checks their footers, as after a crash.
     pub fn land_group(&self, group: &[Pending]) -> Result<Vec<Landed>, SinkError> {
-        let steps = pool(group, self.concurrency, |p| self.land_pending(p))?;
+        // On local disk a failed write (a full disk) ends the staging, and the files written
+        // before it still land, as many as fit, before the error is returned.
+        let (steps, failed) = if self.concurrency <= 1 {
+            let mut steps = Vec::with_capacity(group.len());
+            let mut failed = None;
+            for p in group {
+                match self.land_pending(p) {
+                    Ok(step) => steps.push(step),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            (steps, failed)
+        } else {
+            (
+                pool(group, self.concurrency, |p| self.land_pending(p))?,
+                None,
+            )
+        };
         let staged: Vec<&publish::Staged> = steps
             .iter()
             .filter_map(|s| match s {
@@ -129,6 +149,9 @@ impl Sink {
                 publish::fsync_dir(dir)?;
             }
             failpoint::hit("after-dir-fsync");
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         Ok(outcomes.into_iter().map(|(landed, _)| landed).collect())
     }
