@@ -178,23 +178,30 @@ fn the_consumers_page_shows_its_health() {
     wait_until("windows landed", Duration::from_secs(60), || {
         !support::output::parquet_files(&d.report).is_empty()
     });
-    let profile = scratch();
-    let dom = headless(
-        &format!("http://127.0.0.1:{port}/"),
-        profile.path(),
-        &["--dump-dom"],
+    // The health gauges are set at the consumer's next tick (every 200 ms), which can come
+    // after the first files are on disk: the page is loaded until it shows them.
+    let partitions = |dom: &str| -> String {
+        let rows = dom
+            .split("<table id=\"partitions\">")
+            .nth(1)
+            .expect("no partitions table");
+        rows.split("</table>").next().unwrap().to_string()
+    };
+    let mut dom = String::new();
+    wait_until(
+        "the page shows every partition's watermark",
+        Duration::from_secs(60),
+        || {
+            let profile = scratch();
+            dom = headless(
+                &format!("http://127.0.0.1:{port}/"),
+                profile.path(),
+                &["--dump-dom"],
+            );
+            let rows = partitions(&dom);
+            (0..3).all(|p| rows.contains(&format!("<td>{p}</td><td>2024-09-13T")))
+        },
     );
     assert!(dom.contains("<p id=\"ready\">ready</p>"), "{dom}");
-    let rows = dom
-        .split("<table id=\"partitions\">")
-        .nth(1)
-        .expect("no partitions table");
-    let rows = rows.split("</table>").next().unwrap();
-    for p in 0..3 {
-        assert!(
-            rows.contains(&format!("<td>{p}</td><td>2024-09-13T")),
-            "partition {p}: {rows}"
-        );
-    }
     assert!(dom.contains("<svg id=\"chart-campaigns\""), "{dom}");
 }

@@ -423,7 +423,9 @@ pub fn health(process: &Process) -> crate::query::page::Health {
             let entry = parts.entry(p.value().to_string()).or_default();
             let v = m.get_gauge().get_value();
             if watermark {
-                entry.0 = Some(v);
+                // The gauge reads 0 until the partition's first event sets it: not 1970, but
+                // not known yet ("-" on the page).
+                entry.0 = (v > 0.0).then_some(v);
             } else {
                 entry.1 = Some(v);
             }
