@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod cluster;
 pub mod harness;
 pub mod output;
 pub mod prometheus;
@@ -19,10 +20,11 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+static BROKERS: OnceLock<String> = OnceLock::new();
+
 /// Bootstrap address of the local broker. Starts it with `scripts/kafka start` (which reuses a
-/// running one), once per test binary.
+/// running one), once per test binary, unless the binary chose other brokers ([`use_brokers`]).
 pub fn brokers() -> String {
-    static BROKERS: OnceLock<String> = OnceLock::new();
     BROKERS
         .get_or_init(|| {
             let out = Command::new(repo_root().join("scripts/kafka"))
@@ -37,6 +39,16 @@ pub fn brokers() -> String {
             String::from_utf8(out.stdout).unwrap().trim().to_string()
         })
         .clone()
+}
+
+/// Points every command of this test binary at `bootstrap` instead of the local broker (the
+/// cluster tests). It must come before the first [`brokers`].
+pub fn use_brokers(bootstrap: &str) {
+    let chosen = BROKERS.get_or_init(|| bootstrap.to_string());
+    assert_eq!(
+        chosen, bootstrap,
+        "this test binary already uses other brokers"
+    );
 }
 
 /// A topic name no other test uses.

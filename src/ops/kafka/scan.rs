@@ -25,6 +25,15 @@ pub enum ScanError {
     #[error("reading {topic}: {source}")]
     Kafka { topic: String, source: KafkaError },
     #[error(
+        "reading the offsets group {group} committed on {topic}: {source}; the group's \
+         coordinator did not answer (is a broker down, or the cluster below min.insync.replicas?)"
+    )]
+    Committed {
+        topic: String,
+        group: String,
+        source: Box<KafkaError>,
+    },
+    #[error(
         "reading {topic}: partition {partition} did not reach offset {end} within {waited_secs} s \
          (position {position:?}); an open transaction holds read_committed readers back until it \
          commits, aborts or times out"
@@ -218,7 +227,14 @@ pub fn committed_offsets(
     }
     let c = consumer
         .committed_offsets(tpl, Duration::from_secs(10))
-        .map_err(|e| refused_or(settings, group, e))?;
+        .map_err(|e| match refused_or(settings, group, e) {
+            ScanError::Kafka { topic, source } => ScanError::Committed {
+                topic,
+                group: group.to_string(),
+                source: Box::new(source),
+            },
+            other => other,
+        })?;
     Ok(c.elements()
         .iter()
         .map(|e| match e.offset() {
