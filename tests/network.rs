@@ -1,0 +1,426 @@
+//! Network faults: a consumer cut off from the brokers while its process keeps running (a
+//! real zombie), and a lossy, throttled link. Each test makes a network namespace joined to
+//! this one by a veth pair, runs a broker of its own on the outer end, runs the faulty side
+//! inside the namespace (`ip netns exec`), and breaks or degrades only that link. Each ends
+//! byte-identical to a clean run with `landfall verify` clean.
+//!
+//! This kernel has no `sch_netem`, so latency and loss are made with what it has: iptables'
+//! `statistic` match dropping packets at random, and a `tbf` bottleneck whose queue delays
+//! packets (and drops them when it overflows). The tests need root (CAP_NET_ADMIN), `ip`,
+//! `tc` and `iptables`.
+
+mod support;
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use support::broker::*;
+use support::harness::*;
+use support::output::*;
+use support::*;
+
+/// Runs a command, failing the test with its output unless it succeeds.
+fn sh(program: &str, args: &[&str]) -> Output {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e} (these tests need ip, tc and iptables)"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed (these tests need root): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A network namespace joined to this one by a veth pair on a /30: `host` (`.1`, the outer
+/// end, here) and `.2` (the inner end, in the namespace). Deleting the namespace, on drop
+/// (also after a panic), deletes both ends.
+struct NetNs {
+    name: String,
+    outer: String,
+    inner: String,
+    host: String,
+}
+
+impl NetNs {
+    /// `net` is the first three octets, such as "10.213.0"; `tag` makes the names.
+    fn new(tag: &str, net: &str) -> Self {
+        let ns = NetNs {
+            name: format!("landfall-{tag}"),
+            outer: format!("lf{tag}0"),
+            inner: format!("lf{tag}1"),
+            host: format!("{net}.1"),
+        };
+        ns.remove(); // leftovers of a run that was killed
+        sh("ip", &["netns", "add", &ns.name]);
+        let (outer, inner) = (ns.outer.as_str(), ns.inner.as_str());
+        sh(
+            "ip",
+            &["link", "add", outer, "type", "veth", "peer", "name", inner],
+        );
+        sh("ip", &["link", "set", inner, "netns", &ns.name]);
+        sh(
+            "ip",
+            &["addr", "add", &format!("{}/30", ns.host), "dev", outer],
+        );
+        sh("ip", &["link", "set", outer, "up"]);
+        ns.exec(&["ip", "addr", "add", &format!("{net}.2/30"), "dev", inner]);
+        ns.exec(&["ip", "link", "set", inner, "up"]);
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn remove(&self) {
+        let quiet = |args: &[&str]| Command::new("ip").args(args).output().ok();
+        quiet(&["netns", "del", &self.name]);
+        quiet(&["link", "del", &self.outer]);
+    }
+
+    /// Runs `args` inside the namespace, failing the test unless it succeeds.
+    fn exec(&self, args: &[&str]) -> Output {
+        let mut all = vec!["netns", "exec", &self.name];
+        all.extend_from_slice(args);
+        sh("ip", &all)
+    }
+
+    /// `cmd` (program, arguments and environment) run inside the namespace. `ip netns exec`
+    /// execs it, so the child's pid is the program's.
+    fn wrap(&self, cmd: &Command) -> Command {
+        let mut w = Command::new("ip");
+        w.args(["netns", "exec", &self.name]).arg(cmd.get_program());
+        w.args(cmd.get_args());
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => w.env(k, v),
+                None => w.env_remove(k),
+            };
+        }
+        w
+    }
+
+    /// Whether a TCP connection to `addr` opens from inside the namespace.
+    fn reaches(&self, addr: &str) -> bool {
+        let (host, port) = addr.rsplit_once(':').unwrap();
+        let probe = format!("exec 3<>/dev/tcp/{host}/{port}");
+        let out = Command::new("ip")
+            .args([
+                "netns", "exec", &self.name, "timeout", "3", "bash", "-c", &probe,
+            ])
+            .output()
+            .expect("run ip netns exec");
+        out.status.success()
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Whether a TCP connection to `addr` opens from here (the root namespace).
+fn reaches_from_here(addr: &str) -> bool {
+    let addr: SocketAddr = addr.parse().unwrap();
+    TcpStream::connect_timeout(&addr, Duration::from_secs(3)).is_ok()
+}
+
+/// Samples the group's committed offsets on the broker every 100 ms until stopped, and fails
+/// the test if one ever moves back.
+struct OffsetWatch {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<u64, String>>>,
+}
+
+impl OffsetWatch {
+    fn start(brokers: &str, group: &str, topic: &str, partitions: i32) -> Self {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("offset watch client");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut last = vec![-1i64; partitions as usize];
+            let mut advances = 0;
+            while !stopped.load(Ordering::Relaxed) {
+                if let Ok(now) = c.committed_offsets(tpl.clone(), Duration::from_secs(5)) {
+                    for e in now.elements() {
+                        let (p, Offset::Offset(o)) = (e.partition() as usize, e.offset()) else {
+                            continue;
+                        };
+                        if o < last[p] {
+                            return Err(format!("partition {p}: committed {} then {o}", last[p]));
+                        }
+                        advances += u64::from(o > last[p]);
+                        last[p] = o;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Ok(advances)
+        });
+        OffsetWatch {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// How many times an offset moved forward; fails the test if one moved back.
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let r = self.thread.take().unwrap().join().expect("offset watch");
+        r.unwrap_or_else(|e| panic!("a committed offset moved back: {e}"))
+    }
+}
+
+impl Drop for OffsetWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One instance of the consumer group on `broker`, streaming: its own state store, the shared
+/// output, run inside `ns` when given. Returns the child and its log.
+fn spawn_instance(
+    broker: &OwnBroker,
+    ns: Option<&NetNs>,
+    (topic, group): (&str, &str),
+    d: &Dirs,
+    instance: &str,
+) -> (ChildGuard, PathBuf) {
+    let mut cmd = broker.cmd(consume_cmd(topic, group, d, false));
+    cmd.env("LANDFALL_INSTANCE_ID", instance)
+        .env("LANDFALL_IDLE_TIMEOUT_SECS", "3600")
+        .env(
+            "LANDFALL_STATE_DIR",
+            d.tmp.path().join(format!("state-{instance}")),
+        )
+        .env("LANDFALL_LOG", "info");
+    let mut cmd = match ns {
+        Some(ns) => ns.wrap(&cmd),
+        None => cmd,
+    };
+    let log = log_stderr(&mut cmd, d.tmp.path(), instance);
+    (ChildGuard::spawn(cmd), log)
+}
+
+/// Waits until `find` holds for `log` (without colours), failing after `timeout`.
+fn wait_for_log(log: &Path, what: &str, timeout: Duration, find: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !find(&strip_ansi(&read_log(log))) {
+        assert!(
+            Instant::now() < deadline,
+            "no sign of {what} within {timeout:?}; the log ends:\n{}",
+            log_tail(log, 40)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The end of every fault test: with the fault gone and every session expired, a last run to
+/// the end (as instance `instance`) completes the output, which is byte-identical to a clean
+/// run on the same broker, and `verify` finds nothing wrong and nothing pending.
+fn finish_clean(
+    broker: &OwnBroker,
+    (topic, group): (&str, &str),
+    d: &Dirs,
+    instance: &str,
+    mut ledger: Ledger,
+) {
+    // Static members do not leave the group when they stop: let their sessions expire, so
+    // the last run gets every partition.
+    wait_for_group_members_on(
+        &broker.brokers(),
+        group,
+        "every session to expire",
+        Duration::from_secs(60),
+        |g| g.members.is_empty(),
+    );
+    ledger.restarts += 1;
+    let mut cmd = broker.cmd(consume_cmd(topic, group, d, true));
+    cmd.env("LANDFALL_INSTANCE_ID", instance).env(
+        "LANDFALL_STATE_DIR",
+        d.tmp.path().join(format!("state-{instance}")),
+    );
+    run_ok(cmd);
+    let clean = dirs();
+    run_ok(broker.cmd(consume_cmd(topic, &format!("{topic}-clean"), &clean, true)));
+    assert_same_output(&clean, d);
+    let v = verify_dirs(&broker.brokers(), topic, Some(group), &d.report, &d.rejects);
+    let v = assert_no_discrepancy(v, &mut ledger);
+    assert_eq!(v.int("pending_records"), 0, "{}", v.report);
+    ledger.book();
+}
+
+/// The group `(topic, group)` on a broker of the test's own.
+struct Run<'a> {
+    broker: &'a OwnBroker,
+    topic: &'a str,
+    group: &'a str,
+    d: &'a Dirs,
+}
+
+impl Run<'_> {
+    fn members(&self, what: &str, pred: impl FnMut(&GroupState) -> bool) -> GroupState {
+        let on = self.broker.brokers();
+        wait_for_group_members_on(&on, self.group, what, Duration::from_secs(60), pred)
+    }
+
+    fn produce(&self, batch: u64) {
+        let cmd = produce_cmd(self.topic, 4, 40_000, batch, sim_secs(40_000 * (batch - 1)));
+        run_ok(self.broker.cmd(cmd));
+    }
+
+    fn spawn(&self, ns: Option<&NetNs>, instance: &str) -> (ChildGuard, PathBuf) {
+        spawn_instance(self.broker, ns, (self.topic, self.group), self.d, instance)
+    }
+}
+
+#[test]
+fn a_consumer_cut_off_from_the_brokers_lands_nothing_it_lost_and_rejoins() {
+    let mut ledger = Ledger::new("net_partition");
+    let ns = NetNs::new("part", "10.213.0");
+    let broker = OwnBroker::fresh_on(&ns.host, 40);
+    broker.script("start");
+    let topic = unique_topic("netcut");
+    let group = format!("{topic}-g");
+    let d = dirs();
+    let run = Run {
+        broker: &broker,
+        topic: &topic,
+        group: &group,
+        d: &d,
+    };
+    run.produce(1);
+    let offsets = OffsetWatch::start(&broker.brokers(), &group, &topic, 4);
+
+    // A runs inside the namespace, alone at first.
+    let (mut a, a_log) = run.spawn(Some(&ns), "a");
+    wait_until("A to land windows", Duration::from_secs(60), || {
+        window_file_count(&d) >= 20
+    });
+    assert_inside(&ns, a.child().id());
+    let a_member = run.members("A alone", |g| g.stable_with(1)).members[0].clone();
+
+    let landed_by_a = tree_bytes(&d.report);
+    let (mut b, b_log) = cut_off_past_the_session(&run, &ns, (&mut a, &a_log), &a_member);
+    ledger.faults += 1;
+
+    // Healed, A finds its partitions gone, and rejoins as a new member.
+    run.produce(3);
+    // A's log says it could not reach the broker (librdkafka timed out a request and could not
+    // reconnect): only a cut link gives "Network is unreachable". librdkafka's lines reach the
+    // log when A's main thread polls, which it may not do while a synchronous commit waits on
+    // the cut link, so this may only show once healed.
+    let on = broker.brokers();
+    let failed = format!("Failed to connect to broker at {on}: Network is unreachable");
+    wait_for_log(
+        &a_log,
+        "A failing to reach the broker",
+        Duration::from_secs(60),
+        |l| l.contains(&failed),
+    );
+    wait_for_log(
+        &a_log,
+        "A noticing it lost its partitions",
+        Duration::from_secs(60),
+        |l| !lost_partitions_evidence(l).is_empty(),
+    );
+    eprintln!(
+        "A lost its partitions:\n{}",
+        lost_partitions_evidence(&strip_ansi(&read_log(&a_log))).join("\n")
+    );
+    run.members("A to rejoin", |g| {
+        g.stable_with(2) && !g.members.contains(&a_member)
+    });
+    for (c, log, name) in [(&mut a, &a_log, "A"), (&mut b, &b_log, "B")] {
+        let status = c.stop(libc::SIGTERM, Duration::from_secs(30), name, Some(log));
+        assert!(
+            status.success(),
+            "{name} exit {status}:\n{}",
+            log_tail(log, 40)
+        );
+    }
+    // Nothing that had landed changed; no committed offset ever moved back.
+    let now = tree_bytes(&d.report);
+    for (name, bytes) in &landed_by_a {
+        assert!(
+            now.get(name) == Some(bytes),
+            "{name:?} was changed or removed"
+        );
+    }
+    let advances = offsets.finish();
+    assert!(advances > 0, "the offset watch saw no commit at all");
+    finish_clean(&broker, (&topic, &group), &d, "a", ledger);
+}
+
+/// Process `pid` is the consumer (`ip netns exec` exec'd it) and runs inside `ns`.
+fn assert_inside(ns: &NetNs, pid: u32) {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert_eq!(exe, landfall_bin().canonicalize().unwrap(), "pid {pid}");
+    let inside = sh("ip", &["netns", "identify", &pid.to_string()]);
+    assert_eq!(
+        String::from_utf8_lossy(&inside.stdout).trim(),
+        ns.name,
+        "pid {pid}"
+    );
+}
+
+/// Cuts A (running in `ns`) off from the broker, while B (started here, outside) takes over
+/// and lands windows, for longer than the session timeout: until the broker has dropped A
+/// from the group and at least 20 s have passed.
+/// A's process stays alive throughout. Then heals the link. Returns B.
+fn cut_off_past_the_session(
+    run: &Run,
+    ns: &NetNs,
+    (a, a_log): (&mut ChildGuard, &Path),
+    a_member: &str,
+) -> (ChildGuard, PathBuf) {
+    let on = run.broker.brokers();
+    ns.exec(&["ip", "link", "set", &ns.inner, "down"]);
+    let cut = Instant::now();
+    assert!(!ns.reaches(&on), "the namespace still reaches {on}");
+    assert!(reaches_from_here(&on), "the root namespace lost {on} too");
+    let landed = window_file_count(run.d);
+    let (b, b_log) = run.spawn(None, "b");
+    run.produce(2);
+    wait_until(
+        "B to take over and land windows",
+        Duration::from_secs(90),
+        || window_file_count(run.d) >= landed + 20,
+    );
+    run.members("A's session to expire", |g| {
+        g.stable_with(1) && !g.members.iter().any(|m| m == a_member)
+    });
+    while cut.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A zombie, not a corpse.
+    assert!(
+        a.child().try_wait().unwrap().is_none(),
+        "A exited during the cut:\n{}",
+        log_tail(a_log, 40)
+    );
+    ns.exec(&["ip", "link", "set", &ns.inner, "up"]);
+    eprintln!("A was cut off for {:?}", cut.elapsed());
+    assert!(ns.reaches(&on), "healed, the namespace does not reach {on}");
+    assert!(
+        read_log(&b_log).contains("partitions assigned"),
+        "B got nothing"
+    );
+    (b, b_log)
+}
