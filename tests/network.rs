@@ -424,3 +424,146 @@ fn cut_off_past_the_session(
     );
     (b, b_log)
 }
+
+#[test]
+fn a_lossy_throttled_link_loses_nothing() {
+    let mut ledger = Ledger::new("net_degraded");
+    let ns = NetNs::new("slow", "10.213.1");
+    let broker = OwnBroker::fresh_on(&ns.host, 41);
+    broker.script("start");
+    let topic = unique_topic("netslow");
+    let group = format!("{topic}-g");
+    let d = dirs();
+    let run = Run {
+        broker: &broker,
+        topic: &topic,
+        group: &group,
+        d: &d,
+    };
+    run.produce(1);
+    let offsets = OffsetWatch::start(&broker.brokers(), &group, &topic, 4);
+    let (mut c, c_log) = run.spawn(Some(&ns), "c");
+    wait_until("C to land windows", Duration::from_secs(60), || {
+        window_file_count(&d) >= 10
+    });
+    assert_inside(&ns, c.child().id());
+
+    // Degraded for a while: the consumer reads, and a producer inside the namespace writes
+    // the second batch, through the lossy, throttled link.
+    let degraded = Degraded::start(&ns);
+    ledger.faults += 2;
+    let started = Instant::now();
+    let landed = window_file_count(&d);
+    let cmd = produce_cmd(&topic, 4, 40_000, 2, sim_secs(40_000));
+    let mut producer = ns.wrap(&broker.cmd(cmd));
+    log_stderr(&mut producer, d.tmp.path(), "producer");
+    run_ok(producer);
+    wait_until(
+        "C to land windows of the second batch",
+        Duration::from_secs(90),
+        || window_file_count(&d) >= landed + 20,
+    );
+    while started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    degraded.stop_and_check();
+    eprintln!("degraded for {:?}", started.elapsed());
+
+    run.produce(3);
+    wait_until(
+        "C to land windows of the third batch",
+        Duration::from_secs(60),
+        || window_file_count(&d) >= landed + 40,
+    );
+    let status = c.stop(libc::SIGTERM, Duration::from_secs(30), "C", Some(&c_log));
+    assert!(
+        status.success(),
+        "C exit {status}:\n{}",
+        log_tail(&c_log, 40)
+    );
+    assert!(
+        offsets.finish() > 0,
+        "the offset watch saw no commit at all"
+    );
+    finish_clean(&broker, (&topic, &group), &d, "c", ledger);
+}
+
+/// The namespace's link, degraded: 10% of the packets dropped at random each way (iptables'
+/// `statistic` match), and a token-bucket bottleneck each way (`tbf`: 8 Mbit/s towards the
+/// namespace, 2 Mbit/s out of it), whose queue delays packets up to 100 ms and drops what
+/// would wait longer.
+struct Degraded<'a> {
+    ns: &'a NetNs,
+}
+
+impl<'a> Degraded<'a> {
+    fn start(ns: &'a NetNs) -> Self {
+        for (chain, dir) in [("INPUT", "-i"), ("OUTPUT", "-o")] {
+            ns.exec(&[
+                "iptables",
+                "-A",
+                chain,
+                dir,
+                &ns.inner,
+                "-m",
+                "statistic",
+                "--mode",
+                "random",
+                "--probability",
+                "0.1",
+                "-j",
+                "DROP",
+            ]);
+        }
+        fn tbf(rate: &str) -> [&str; 8] {
+            [
+                "root", "tbf", "rate", rate, "burst", "32kb", "latency", "100ms",
+            ]
+        }
+        ns.exec(&[&["tc", "qdisc", "add", "dev", &ns.inner][..], &tbf("2mbit")].concat());
+        sh(
+            "tc",
+            &[&["qdisc", "add", "dev", &ns.outer][..], &tbf("8mbit")].concat(),
+        );
+        Degraded { ns }
+    }
+
+    /// Restores the link, failing the test unless every fault really acted: each iptables
+    /// rule dropped packets, and each bottleneck held some back.
+    fn stop_and_check(self) {
+        let ns = self.ns;
+        for chain in ["INPUT", "OUTPUT"] {
+            let out = ns.exec(&["iptables", "-L", chain, "-v", "-x", "-n"]);
+            let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+            let dropped: u64 = listing
+                .lines()
+                .find(|l| l.contains("DROP") && l.contains("statistic"))
+                .and_then(|l| l.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no DROP rule in {chain}:\n{listing}"));
+            eprintln!("{chain}: {dropped} packets dropped at random");
+            assert!(dropped > 0, "the {chain} rule dropped nothing:\n{listing}");
+        }
+        let inner = ns.exec(&["tc", "-s", "qdisc", "show", "dev", &ns.inner]);
+        let outer = sh("tc", &["-s", "qdisc", "show", "dev", &ns.outer]);
+        for (side, out) in [("out of", inner), ("into", outer)] {
+            let stats = String::from_utf8_lossy(&out.stdout).into_owned();
+            let overlimits: u64 = stats
+                .split_once("overlimits ")
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no tbf statistics:\n{stats}"));
+            eprintln!(
+                "the bottleneck {side} the namespace: {}",
+                stats.replace('\n', " ")
+            );
+            assert!(
+                overlimits > 0,
+                "the bottleneck {side} the namespace held nothing back"
+            );
+        }
+        ns.exec(&["iptables", "-F"]);
+        ns.exec(&["tc", "qdisc", "del", "dev", &ns.inner, "root"]);
+        sh("tc", &["qdisc", "del", "dev", &ns.outer, "root"]);
+    }
+}
