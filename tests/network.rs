@@ -4,194 +4,24 @@
 //! inside the namespace (`ip netns exec`), and breaks or degrades only that link. Each ends
 //! byte-identical to a clean run with `landfall verify` clean.
 //!
-//! This kernel has no `sch_netem`, so latency and loss are made with what it has: iptables'
+//! The kernel these tests were written on has no `sch_netem`, so latency and loss are made
+//! without it: a TCP relay in this process that holds every chunk back for a while (the
+//! namespace's connections to the broker are redirected to it with DNAT), iptables'
 //! `statistic` match dropping packets at random, and a `tbf` bottleneck whose queue delays
-//! packets (and drops them when it overflows). The tests need root (CAP_NET_ADMIN), `ip`,
-//! `tc` and `iptables`.
+//! packets further (and drops them when it overflows). The tests need root (CAP_NET_ADMIN),
+//! `ip`, `tc` and `iptables`.
 
 mod support;
 
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use support::broker::*;
 use support::harness::*;
+use support::netns::*;
 use support::output::*;
 use support::*;
-
-/// Runs a command, failing the test with its output unless it succeeds.
-fn sh(program: &str, args: &[&str]) -> Output {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run {program}: {e} (these tests need ip, tc and iptables)"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed (these tests need root): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// A network namespace joined to this one by a veth pair on a /30: `host` (`.1`, the outer
-/// end, here) and `.2` (the inner end, in the namespace). Deleting the namespace, on drop
-/// (also after a panic), deletes both ends.
-struct NetNs {
-    name: String,
-    outer: String,
-    inner: String,
-    host: String,
-}
-
-impl NetNs {
-    /// `net` is the first three octets, such as "10.213.0"; `tag` makes the names.
-    fn new(tag: &str, net: &str) -> Self {
-        let ns = NetNs {
-            name: format!("landfall-{tag}"),
-            outer: format!("lf{tag}0"),
-            inner: format!("lf{tag}1"),
-            host: format!("{net}.1"),
-        };
-        ns.remove(); // leftovers of a run that was killed
-        sh("ip", &["netns", "add", &ns.name]);
-        let (outer, inner) = (ns.outer.as_str(), ns.inner.as_str());
-        sh(
-            "ip",
-            &["link", "add", outer, "type", "veth", "peer", "name", inner],
-        );
-        sh("ip", &["link", "set", inner, "netns", &ns.name]);
-        sh(
-            "ip",
-            &["addr", "add", &format!("{}/30", ns.host), "dev", outer],
-        );
-        sh("ip", &["link", "set", outer, "up"]);
-        ns.exec(&["ip", "addr", "add", &format!("{net}.2/30"), "dev", inner]);
-        ns.exec(&["ip", "link", "set", inner, "up"]);
-        ns.exec(&["ip", "link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn remove(&self) {
-        let quiet = |args: &[&str]| Command::new("ip").args(args).output().ok();
-        quiet(&["netns", "del", &self.name]);
-        quiet(&["link", "del", &self.outer]);
-    }
-
-    /// Runs `args` inside the namespace, failing the test unless it succeeds.
-    fn exec(&self, args: &[&str]) -> Output {
-        let mut all = vec!["netns", "exec", &self.name];
-        all.extend_from_slice(args);
-        sh("ip", &all)
-    }
-
-    /// `cmd` (program, arguments and environment) run inside the namespace. `ip netns exec`
-    /// execs it, so the child's pid is the program's.
-    fn wrap(&self, cmd: &Command) -> Command {
-        let mut w = Command::new("ip");
-        w.args(["netns", "exec", &self.name]).arg(cmd.get_program());
-        w.args(cmd.get_args());
-        for (k, v) in cmd.get_envs() {
-            match v {
-                Some(v) => w.env(k, v),
-                None => w.env_remove(k),
-            };
-        }
-        w
-    }
-
-    /// Whether a TCP connection to `addr` opens from inside the namespace.
-    fn reaches(&self, addr: &str) -> bool {
-        let (host, port) = addr.rsplit_once(':').unwrap();
-        let probe = format!("exec 3<>/dev/tcp/{host}/{port}");
-        let out = Command::new("ip")
-            .args([
-                "netns", "exec", &self.name, "timeout", "3", "bash", "-c", &probe,
-            ])
-            .output()
-            .expect("run ip netns exec");
-        out.status.success()
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        self.remove();
-    }
-}
-
-/// Whether a TCP connection to `addr` opens from here (the root namespace).
-fn reaches_from_here(addr: &str) -> bool {
-    let addr: SocketAddr = addr.parse().unwrap();
-    TcpStream::connect_timeout(&addr, Duration::from_secs(3)).is_ok()
-}
-
-/// Samples the group's committed offsets on the broker every 100 ms until stopped, and fails
-/// the test if one ever moves back.
-struct OffsetWatch {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Result<u64, String>>>,
-}
-
-impl OffsetWatch {
-    fn start(brokers: &str, group: &str, topic: &str, partitions: i32) -> Self {
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("offset watch client");
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition(topic, p);
-        }
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut last = vec![-1i64; partitions as usize];
-            let mut advances = 0;
-            while !stopped.load(Ordering::Relaxed) {
-                if let Ok(now) = c.committed_offsets(tpl.clone(), Duration::from_secs(5)) {
-                    for e in now.elements() {
-                        let (p, Offset::Offset(o)) = (e.partition() as usize, e.offset()) else {
-                            continue;
-                        };
-                        if o < last[p] {
-                            return Err(format!("partition {p}: committed {} then {o}", last[p]));
-                        }
-                        advances += u64::from(o > last[p]);
-                        last[p] = o;
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Ok(advances)
-        });
-        OffsetWatch {
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// How many times an offset moved forward; fails the test if one moved back.
-    fn finish(mut self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        let r = self.thread.take().unwrap().join().expect("offset watch");
-        r.unwrap_or_else(|e| panic!("a committed offset moved back: {e}"))
-    }
-}
-
-impl Drop for OffsetWatch {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
 
 /// One instance of the consumer group on `broker`, streaming: its own state store, the shared
 /// output, run inside `ns` when given. Returns the child and its log.
@@ -442,22 +272,32 @@ fn a_lossy_throttled_link_loses_nothing() {
     };
     run.produce(1);
     let offsets = OffsetWatch::start(&broker.brokers(), &group, &topic, 4);
+    // Every connection from the namespace to the broker goes through a relay here, which
+    // adds no delay until the link is degraded.
+    let to_broker = broker.brokers().parse().unwrap();
+    let relay = DelayRelay::start(&format!("{}:0", ns.host), to_broker);
+    ns.redirect(&broker.brokers(), relay.addr);
     let (mut c, c_log) = run.spawn(Some(&ns), "c");
     wait_until("C to land windows", Duration::from_secs(60), || {
         window_file_count(&d) >= 10
     });
     assert_inside(&ns, c.child().id());
+    assert!(
+        relay.bytes.load(Relaxed) > 0,
+        "C's connections bypass the relay"
+    );
 
     // Degraded for a while: the consumer reads, and a producer inside the namespace writes
     // the second batch, through the lossy, throttled link.
-    let degraded = Degraded::start(&ns);
-    ledger.faults += 2;
+    let degraded = Degraded::start(&ns, &relay);
+    ledger.faults += 3; // latency, loss, a bottleneck
     let started = Instant::now();
     let landed = window_file_count(&d);
     let cmd = produce_cmd(&topic, 4, 40_000, 2, sim_secs(40_000));
     let mut producer = ns.wrap(&broker.cmd(cmd));
     log_stderr(&mut producer, d.tmp.path(), "producer");
     run_ok(producer);
+    eprintln!("the producer in the namespace took {:?}", started.elapsed());
     wait_until(
         "C to land windows of the second batch",
         Duration::from_secs(90),
@@ -488,16 +328,18 @@ fn a_lossy_throttled_link_loses_nothing() {
     finish_clean(&broker, (&topic, &group), &d, "c", ledger);
 }
 
-/// The namespace's link, degraded: 10% of the packets dropped at random each way (iptables'
-/// `statistic` match), and a token-bucket bottleneck each way (`tbf`: 8 Mbit/s towards the
-/// namespace, 2 Mbit/s out of it), whose queue delays packets up to 100 ms and drops what
-/// would wait longer.
+/// The namespace's link, degraded: 25 ms more latency each way (the relay), 10% of the
+/// packets dropped at random each way (iptables' `statistic` match), and a token-bucket
+/// bottleneck each way (`tbf`: 8 Mbit/s towards the namespace, 2 Mbit/s out of it), whose
+/// queue delays packets up to 100 ms more and drops what would wait longer.
 struct Degraded<'a> {
     ns: &'a NetNs,
+    relay: &'a DelayRelay,
 }
 
 impl<'a> Degraded<'a> {
-    fn start(ns: &'a NetNs) -> Self {
+    fn start(ns: &'a NetNs, relay: &'a DelayRelay) -> Self {
+        relay.set_delay(Duration::from_millis(25));
         for (chain, dir) in [("INPUT", "-i"), ("OUTPUT", "-o")] {
             ns.exec(&[
                 "iptables",
@@ -525,13 +367,20 @@ impl<'a> Degraded<'a> {
             "tc",
             &[&["qdisc", "add", "dev", &ns.outer][..], &tbf("8mbit")].concat(),
         );
-        Degraded { ns }
+        Degraded { ns, relay }
     }
 
     /// Restores the link, failing the test unless every fault really acted: each iptables
     /// rule dropped packets, and each bottleneck held some back.
     fn stop_and_check(self) {
         let ns = self.ns;
+        let delayed = self.relay.delayed.load(Relaxed);
+        eprintln!("the relay held back {delayed} chunks for 25 ms");
+        assert!(
+            delayed > 0,
+            "no traffic went through the relay while it added latency"
+        );
+        self.relay.set_delay(Duration::ZERO);
         for chain in ["INPUT", "OUTPUT"] {
             let out = ns.exec(&["iptables", "-L", chain, "-v", "-x", "-n"]);
             let listing = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -3,6 +3,13 @@
 #![allow(dead_code)]
 
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::repo_root;
 
@@ -83,4 +90,65 @@ pub fn lost_partitions_evidence(log: &str) -> Vec<&str> {
                     && REFUSED.iter().any(|r| l.contains(r)))
         })
         .collect()
+}
+
+/// Samples the group's committed offsets on the broker every 100 ms until stopped, and fails
+/// the test if one ever moves back.
+pub struct OffsetWatch {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<u64, String>>>,
+}
+
+impl OffsetWatch {
+    pub fn start(brokers: &str, group: &str, topic: &str, partitions: i32) -> Self {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("offset watch client");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut last = vec![-1i64; partitions as usize];
+            let mut advances = 0;
+            while !stopped.load(Ordering::Relaxed) {
+                if let Ok(now) = c.committed_offsets(tpl.clone(), Duration::from_secs(5)) {
+                    for e in now.elements() {
+                        let (p, Offset::Offset(o)) = (e.partition() as usize, e.offset()) else {
+                            continue;
+                        };
+                        if o < last[p] {
+                            return Err(format!("partition {p}: committed {} then {o}", last[p]));
+                        }
+                        advances += u64::from(o > last[p]);
+                        last[p] = o;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Ok(advances)
+        });
+        OffsetWatch {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// How many times an offset moved forward; fails the test if one moved back.
+    pub fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let r = self.thread.take().unwrap().join().expect("offset watch");
+        r.unwrap_or_else(|e| panic!("a committed offset moved back: {e}"))
+    }
+}
+
+impl Drop for OffsetWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 pub mod broker;
 pub mod harness;
+pub mod netns;
 pub mod output;
 pub mod prometheus;
 pub mod s3;
