@@ -14,6 +14,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -110,9 +111,16 @@ impl Run<'_> {
         wait_for_group_members_on(&on, self.group, what, Duration::from_secs(60), pred)
     }
 
+    /// Batch `batch` (1, 2, ...): 40,000 golden records on 4 partitions, seeded with the batch
+    /// number, dated after the batch before.
+    fn produce_cmd(&self, batch: u64) -> Command {
+        let offset = sim_secs(40_000 * (batch - 1));
+        self.broker
+            .cmd(produce_cmd(self.topic, 4, 40_000, batch, offset))
+    }
+
     fn produce(&self, batch: u64) {
-        let cmd = produce_cmd(self.topic, 4, 40_000, batch, sim_secs(40_000 * (batch - 1)));
-        run_ok(self.broker.cmd(cmd));
+        run_ok(self.produce_cmd(batch));
     }
 
     fn spawn(&self, ns: Option<&NetNs>, instance: &str) -> (ChildGuard, PathBuf) {
@@ -293,10 +301,7 @@ fn a_lossy_throttled_link_loses_nothing() {
     ledger.faults += 3; // latency, loss, a bottleneck
     let started = Instant::now();
     let landed = window_file_count(&d);
-    let cmd = produce_cmd(&topic, 4, 40_000, 2, sim_secs(40_000));
-    let mut producer = ns.wrap(&broker.cmd(cmd));
-    log_stderr(&mut producer, d.tmp.path(), "producer");
-    run_ok(producer);
+    run_ok(ns.wrap(&run.produce_cmd(2)));
     eprintln!("the producer in the namespace took {:?}", started.elapsed());
     wait_until(
         "C to land windows of the second batch",
@@ -306,6 +311,11 @@ fn a_lossy_throttled_link_loses_nothing() {
     while started.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert!(
+        c.child().try_wait().unwrap().is_none(),
+        "C exited on the degraded link:\n{}",
+        log_tail(&c_log, 40)
+    );
     degraded.stop_and_check();
     eprintln!("degraded for {:?}", started.elapsed());
 
@@ -415,4 +425,33 @@ impl<'a> Degraded<'a> {
         ns.exec(&["tc", "qdisc", "del", "dev", &ns.inner, "root"]);
         sh("tc", &["qdisc", "del", "dev", &ns.outer, "root"]);
     }
+}
+
+/// The offset watch is a real check: it sees an offset committed back.
+#[test]
+fn the_offset_watch_sees_an_offset_moved_back() {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    let topic = unique_topic("watchback");
+    create_topic(&topic, 1);
+    let group = format!("{topic}-g");
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", &group)
+        .create()
+        .unwrap();
+    let commit = |offset| {
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Offset(offset))
+            .unwrap();
+        c.commit(&tpl, CommitMode::Sync).unwrap();
+    };
+    commit(100);
+    let watch = OffsetWatch::start(&brokers(), &group, &topic, 1);
+    std::thread::sleep(Duration::from_secs(2));
+    commit(50);
+    std::thread::sleep(Duration::from_secs(2));
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| watch.finish()));
+    let why = caught.expect_err("the watch missed 100 -> 50");
+    let why = why.downcast_ref::<String>().unwrap();
+    assert!(why.contains("committed 100 then 50"), "{why}");
 }
