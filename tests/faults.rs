@@ -9,63 +9,12 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use support::broker::*;
 use support::harness::*;
 use support::output::*;
 use support::*;
-
-/// A broker of this test's own, on its own port, so it can be stopped without disturbing the
-/// other tests.
-struct OwnBroker {
-    port: u16,
-}
-
-impl OwnBroker {
-    fn fresh(offset: u16) -> Self {
-        let base: u16 = std::env::var("KAFKA_PORT")
-            .ok()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(9092);
-        let b = OwnBroker {
-            port: base + offset,
-        };
-        b.script("reset");
-        b
-    }
-
-    fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn script(&self, what: &str) {
-        let out = Command::new(repo_root().join("scripts/kafka"))
-            .arg(what)
-            .env("KAFKA_PORT", self.port.to_string())
-            .env_remove("KAFKA_CONTROLLER_PORT")
-            .output()
-            .expect("run scripts/kafka");
-        assert!(
-            out.status.success(),
-            "scripts/kafka {what} on port {} failed:\n{}",
-            self.port,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// A command that talks to this broker.
-    fn cmd(&self, mut cmd: Command) -> Command {
-        cmd.env("LANDFALL_BROKERS", self.brokers());
-        cmd
-    }
-}
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        self.script("reset");
-    }
-}
 
 /// The consumer stopped with exit 1 and an error saying every part of `why`, and committed
 /// nothing past what it could not write: `verify` finds no discrepancy, and some records are
@@ -417,22 +366,6 @@ fn a_zombie_consumer_never_overwrites_or_loses() {
     assert_same_output(&clean_run(&topic), &d);
     assert_verified(&topic, Some(&group), &d, &mut ledger);
     ledger.book();
-}
-
-/// The lines of a consumer's log that show it found its partitions gone: the rebalance saw
-/// its assignment lost, or the broker refused its commit because it was no longer a member of
-/// the group. (Not an illegal generation: a member that merely missed a rebalance, stopped
-/// for 2 s while another joined, has its commit refused with that too.)
-fn lost_partitions_evidence(log: &str) -> Vec<&str> {
-    const REFUSED: [&str; 3] = ["Unknown member", "fenced", "Assignment lost"];
-    log.lines()
-        .filter(|l| {
-            l.contains("assignment lost; not committing for these partitions")
-                || ((l.contains("offset commit failed; retrying at the next checkpoint")
-                    || l.contains("commit on revoke failed"))
-                    && REFUSED.iter().any(|r| l.contains(r)))
-        })
-        .collect()
 }
 
 /// The sum of the topic's partition ends: the high watermarks (everything written), or with

@@ -7,8 +7,10 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod broker;
 pub mod cluster;
 pub mod harness;
+pub mod netns;
 pub mod output;
 pub mod prometheus;
 pub mod s3;
@@ -305,10 +307,21 @@ pub fn wait_for_group_members(
     group: &str,
     what: &str,
     timeout: Duration,
+    pred: impl FnMut(&GroupState) -> bool,
+) -> GroupState {
+    wait_for_group_members_on(&brokers(), group, what, timeout, pred)
+}
+
+/// [`wait_for_group_members`] on the broker at `brokers`.
+pub fn wait_for_group_members_on(
+    brokers: &str,
+    group: &str,
+    what: &str,
+    timeout: Duration,
     mut pred: impl FnMut(&GroupState) -> bool,
 ) -> GroupState {
     let client: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
         .create()
         .expect("group client");
     let deadline = Instant::now() + timeout;
