@@ -2,6 +2,10 @@
 //! `LANDFALL_FAILPOINT=<name>:<n>` makes the process abort (no unwinding, no cleanup, like
 //! kill -9) the n-th time it reaches that point, or panic there for the points that stand for
 //! a bug (`panic_at`). Without the feature, both compile to nothing.
+//!
+//! With `LANDFALL_FAILPOINT_PAUSE=<file>` as well, a due `hit` does not abort: it creates
+//! `<file>` and holds the thread that reached the point until the file is removed, so a test
+//! can inject an I/O fault (with libfiu) aimed at exactly the step that follows.
 
 /// Whether the named point is reached for the n-th time, n as `LANDFALL_FAILPOINT` says.
 #[cfg(feature = "failpoints")]
@@ -21,8 +25,25 @@ fn due(name: &str) -> bool {
 #[cfg(feature = "failpoints")]
 pub fn hit(name: &str) {
     if due(name) {
+        if let Some(file) = std::env::var_os("LANDFALL_FAILPOINT_PAUSE") {
+            return pause(name, std::path::Path::new(&file));
+        }
         eprintln!("landfall: failpoint {name} hit; aborting");
         std::process::abort();
+    }
+}
+
+/// Holds this thread at the point until the test removes `file`.
+#[cfg(feature = "failpoints")]
+fn pause(name: &str, file: &std::path::Path) {
+    if let Err(e) = std::fs::write(file, name) {
+        panic!(
+            "failpoint {name}: cannot create the pause file {}: {e}",
+            file.display()
+        );
+    }
+    while file.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
 
