@@ -1,13 +1,14 @@
 //! A failing disk, injected with libfiu (Debian's `fiu-utils`): the consumer runs under
 //! `fiu-run -x` (the POSIX preload, which wraps libc's `fsync`, `write`, `pwrite`, ...), and
-//! each test fails exactly one operation, once: the window file fsync, the directory fsync,
-//! the sled flush. The test aims each fault by holding the consumer's pipeline at the named
-//! failpoint just before that operation (`LANDFALL_FAILPOINT_PAUSE`), arming a one-time fault
-//! there with `fiu-ctrl`, and releasing it; nothing else in the process makes that call in
-//! between (sled's background flusher is off, see `consume::state`). The consumer must exit 1
-//! naming the operation and commit nothing past the unwritten data. Since the fault fires
-//! once, a consumer that retried the failed call would succeed and go on: exiting shows it
-//! never retries (I6). A restart then finishes byte-identical to a clean run.
+//! each test fails exactly one operation: the window file fsync, the directory fsync, the sled
+//! flush (EIO), a window file's write (ENOSPC). The test aims each fault by holding the
+//! consumer's pipeline at the failpoint just before that operation (`LANDFALL_FAILPOINT_PAUSE`),
+//! arming the fault there with `fiu-ctrl`, and releasing it; nothing else in the process makes
+//! that call in between (sled's background flusher is off, see `consume::state`). The
+//! consumer must exit 1 naming the operation and commit nothing past the unwritten data. An
+//! fsync fault fires once: a consumer that retried the failed fsync would succeed and go on,
+//! so its exit shows it never retries (I6). A restart then finishes byte-identical to a clean
+//! run.
 
 mod support;
 
@@ -20,14 +21,39 @@ use support::output::*;
 use support::*;
 
 const EIO: i32 = 5;
+const ENOSPC: i32 = 28;
 
 /// One operation to fail: the consumer is held at the `nth` hit of `failpoint`, then the
-/// libfiu point `fiu_point` fails once with `errno`.
+/// libfiu point `fiu_point` fails with `errno`: once, or, with `clear_at`, on every call until
+/// the consumer reaches that failpoint (for a call that other threads make too).
 struct Aim {
     failpoint: &'static str,
     nth: u32,
     fiu_point: &'static str,
     errno: i32,
+    clear_at: Option<&'static str>,
+}
+
+impl Aim {
+    fn failpoints(&self) -> String {
+        let first = format!("{}:{}", self.failpoint, self.nth);
+        match self.clear_at {
+            Some(p) => format!("{first},{p}:1"),
+            None => first,
+        }
+    }
+
+    fn arm(&self) -> String {
+        let once = if self.clear_at.is_some() {
+            ""
+        } else {
+            ",onetime"
+        };
+        format!(
+            "enable name={},failinfo={}{once}",
+            self.fiu_point, self.errno
+        )
+    }
 }
 
 /// `cmd` (a `landfall` command) run under `fiu-run -x`, with its control pipes at `fifo`.
@@ -60,47 +86,74 @@ fn fiu_ctrl(fifo: &Path, pid: u32, command: &str) {
     );
 }
 
-/// Consumes `topic` under libfiu until the aimed fault stops it (stderr in `consumer.stderr`).
+/// The consumer, paused at a failpoint (or gone).
+struct Held {
+    child: ChildGuard,
+    pause: PathBuf,
+    fifo: PathBuf,
+    log: PathBuf,
+}
+
+impl Held {
+    /// Waits for the consumer to reach `point` and hold there.
+    fn wait_at(&mut self, point: &str) {
+        let (pause, child) = (&self.pause, &mut self.child);
+        wait_until(point, Duration::from_secs(60), || {
+            pause.exists() || child.child().try_wait().unwrap().is_some()
+        });
+        assert!(
+            self.pause.exists(),
+            "the consumer exited before it reached {point}:\n{}",
+            read_log(&self.log)
+        );
+    }
+
+    /// Tells libfiu in the consumer (`fiu-run` execs it: its pid is the child's) `command`.
+    fn fiu(&mut self, command: &str) {
+        fiu_ctrl(&self.fifo, self.child.child().id(), command);
+    }
+
+    fn release(&self) {
+        std::fs::remove_file(&self.pause).unwrap();
+    }
+}
+
+/// Consumes `topic` under libfiu until the aimed fault stops it (stderr in `consumer.stderr`),
+/// and checks it stopped cleanly, saying `why`.
 fn consume_into_the_fault(topic: &str, group: &str, d: &Dirs, aim: &Aim, ledger: &mut Ledger) {
     let fifo = d.tmp.path().join("fiu");
     let pause = d.tmp.path().join("paused-at");
     let mut plain = consume_cmd(topic, group, d, true);
     plain
-        .env(
-            "LANDFALL_FAILPOINT",
-            format!("{}:{}", aim.failpoint, aim.nth),
-        )
+        .env("LANDFALL_FAILPOINT", aim.failpoints())
         .env("LANDFALL_FAILPOINT_PAUSE", &pause)
         // No idle close: the fault meets open windows, records that are not landed yet.
         .env("LANDFALL_IDLE_TIMEOUT_SECS", "3600");
     let mut cmd = under_fiu(&plain, &fifo);
     let log = log_stderr(&mut cmd, d.tmp.path(), "consumer");
-    let mut child = ChildGuard::spawn(cmd);
-    let pid = child.child().id();
-    wait_until(aim.failpoint, Duration::from_secs(60), || {
-        pause.exists() || child.child().try_wait().unwrap().is_some()
-    });
-    assert!(
-        pause.exists(),
-        "the consumer exited before it reached {} (hit {}):\n{}",
-        aim.failpoint,
-        aim.nth,
-        read_log(&log)
-    );
-    // `fiu-run` execs the consumer: its pid is the child's.
-    fiu_ctrl(
-        &fifo,
-        pid,
-        &format!(
-            "enable name={},failinfo={},onetime",
-            aim.fiu_point, aim.errno
-        ),
-    );
-    std::fs::remove_file(&pause).unwrap();
-    let status = wait_exit(child.child(), Duration::from_secs(60), "consumer");
-    child.0 = None;
-    let why = ["Input/output error"];
-    assert_stopped_cleanly(status, &log, &why, topic, group, d, ledger);
+    let child = ChildGuard::spawn(cmd);
+    let mut held = Held {
+        child,
+        pause,
+        fifo,
+        log,
+    };
+    held.wait_at(aim.failpoint);
+    held.fiu(&aim.arm());
+    held.release();
+    if let Some(point) = aim.clear_at {
+        held.wait_at(point);
+        held.fiu(&format!("disable name={}", aim.fiu_point));
+        held.release();
+    }
+    let status = wait_exit(held.child.child(), Duration::from_secs(60), "consumer");
+    held.child.0 = None;
+    let why = [if aim.errno == ENOSPC {
+        "No space left on device"
+    } else {
+        "Input/output error"
+    }];
+    assert_stopped_cleanly(status, &held.log, &why, topic, group, d, ledger);
 }
 
 /// The consumer's own error (the line `landfall: error: ...`), which must say `what`.
@@ -146,6 +199,7 @@ fn eio_on_a_window_file_fsync_stops_without_commit_and_is_never_retried() {
         nth: 2,
         fiu_point: "posix/io/sync/fsync",
         errno: EIO,
+        clear_at: None,
     };
     consume_into_the_fault(&topic, &group, &d, &aim, &mut ledger);
     let failed = fsync_failed_at(&error_saying(&d, "fsync of "));
@@ -175,6 +229,7 @@ fn eio_on_a_directory_fsync_stops_without_commit_and_is_never_retried() {
         nth: 2,
         fiu_point: "posix/io/sync/fsync",
         errno: EIO,
+        clear_at: None,
     };
     consume_into_the_fault(&topic, &group, &d, &aim, &mut ledger);
     let failed = fsync_failed_at(&error_saying(&d, "fsync of "));
@@ -198,9 +253,39 @@ fn eio_on_the_sled_flush_stops_without_commit() {
         nth: 1,
         fiu_point: "posix/io/rw/pwrite",
         errno: EIO,
+        clear_at: None,
     };
     consume_into_the_fault(&topic, &group, &d, &aim, &mut ledger);
     let line = error_saying(&d, "flushing the checkpoint to disk failed");
     assert!(line.contains(path_str(&d.state)), "{line}");
+    finish_after_the_fault(&topic, &group, &d, ledger);
+}
+
+#[test]
+fn enospc_on_a_window_file_write_stops_without_commit() {
+    let mut ledger = Ledger::new("disk_write_enospc");
+    let topic = unique_topic("enospc");
+    produce_golden(&topic, 60_000);
+    let (d, group) = (dirs(), format!("{topic}-g"));
+    // librdkafka's threads write(2) to their wake-up pipes too, at any moment: a one-time
+    // fault could land there. So every write fails from just before a temporary file's write
+    // until the consumer, having seen its own fail, reaches after-failed-write.
+    let aim = Aim {
+        failpoint: "before-temp-write",
+        nth: 10,
+        fiu_point: "posix/io/rw/write",
+        errno: ENOSPC,
+        clear_at: Some("after-failed-write"),
+    };
+    consume_into_the_fault(&topic, &group, &d, &aim, &mut ledger);
+    let line = error_saying(&d, "write ");
+    let name = line.split('/').next_back().unwrap_or_default();
+    assert!(name.starts_with('.') && name.contains(".tmp:"), "{line}");
+    assert!(window_file_count(&d) > 0, "nothing landed before the fault");
+    assert_eq!(
+        temp_files(&d),
+        Vec::<PathBuf>::new(),
+        "temporary files left"
+    );
     finish_after_the_fault(&topic, &group, &d, ledger);
 }
