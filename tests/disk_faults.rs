@@ -1,14 +1,14 @@
 //! A failing disk, injected with libfiu (Debian's `fiu-utils`): the consumer runs under
 //! `fiu-run -x` (the POSIX preload, which wraps libc's `fsync`, `write`, `pwrite`, ...), and
-//! each test fails exactly one operation: the window file fsync, the directory fsync, the sled
-//! flush (EIO), a window file's write (ENOSPC). The test aims each fault by holding the
-//! consumer's pipeline at the failpoint just before that operation (`LANDFALL_FAILPOINT_PAUSE`),
-//! arming the fault there with `fiu-ctrl`, and releasing it; nothing else in the process makes
-//! that call in between (sled's background flusher is off, see `consume::state`). The
-//! consumer must exit 1 naming the operation and commit nothing past the unwritten data. An
-//! fsync fault fires once: a consumer that retried the failed fsync would succeed and go on,
-//! so its exit shows it never retries (I6). A restart then finishes byte-identical to a clean
-//! run.
+//! each test fails exactly one operation: an output file's fsync, the directory fsync, the
+//! sled flush (EIO), an output file's write (ENOSPC); an output file is a window or rejects
+//! file. The test aims each fault by holding the consumer's pipeline at the failpoint just
+//! before that operation (`LANDFALL_FAILPOINT_PAUSE`), arming the fault there with
+//! `fiu-ctrl`, and releasing it; nothing else in the process makes that call in between
+//! (sled's background flusher is off, see `consume::state`). The consumer must exit 1 naming
+//! the operation and commit nothing past the unwritten data. An fsync fault fires once: a
+//! consumer that retried the failed fsync would succeed and go on, so its exit shows it never
+//! retries (I6). A restart then finishes byte-identical to a clean run.
 
 mod support;
 
@@ -189,7 +189,7 @@ fn temp_files(d: &Dirs) -> Vec<PathBuf> {
 }
 
 #[test]
-fn eio_on_a_window_file_fsync_stops_without_commit_and_is_never_retried() {
+fn eio_on_an_output_file_fsync_stops_without_commit_and_is_never_retried() {
     let mut ledger = Ledger::new("disk_file_fsync");
     let topic = unique_topic("fsyncfile");
     produce_golden(&topic, 60_000);
@@ -206,7 +206,7 @@ fn eio_on_a_window_file_fsync_stops_without_commit_and_is_never_retried() {
     let name = failed.file_name().unwrap().to_string_lossy().into_owned();
     assert!(
         name.starts_with('.') && name.ends_with(".tmp"),
-        "not a window file's temporary name: {failed:?}"
+        "not an output file's temporary name: {failed:?}"
     );
     assert!(!failed.exists(), "{failed:?} was left behind");
     assert!(window_file_count(&d) > 0, "nothing landed before the fault");
@@ -262,7 +262,7 @@ fn eio_on_the_sled_flush_stops_without_commit() {
 }
 
 #[test]
-fn enospc_on_a_window_file_write_stops_without_commit() {
+fn enospc_on_an_output_file_write_stops_without_commit() {
     let mut ledger = Ledger::new("disk_write_enospc");
     let topic = unique_topic("enospc");
     produce_golden(&topic, 60_000);
