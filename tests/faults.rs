@@ -16,45 +16,6 @@ use support::harness::*;
 use support::output::*;
 use support::*;
 
-/// The consumer stopped with exit 1 and an error saying every part of `why`, and committed
-/// nothing past what it could not write: `verify` finds no discrepancy, and some records are
-/// still pending.
-fn assert_stopped_cleanly(
-    status: std::process::ExitStatus,
-    log: &std::path::Path,
-    why: &[&str],
-    topic: &str,
-    group: &str,
-    d: &Dirs,
-    ledger: &mut Ledger,
-) {
-    let stderr = read_log(log);
-    ledger.faults += 1;
-    assert_eq!(
-        status.code(),
-        Some(1),
-        "expected a clean failure:\n{stderr}"
-    );
-    for w in why {
-        assert!(
-            stderr.contains(w),
-            "the error does not say {w:?}:\n{stderr}"
-        );
-    }
-    let v = assert_no_discrepancy(verify(topic, Some(group), d), ledger);
-    assert!(v.int("pending_records") > 0, "{}", v.report);
-}
-
-/// With the fault cleared: a restart runs to the end, the output is byte-identical to a run
-/// that never saw the fault, and `verify` finds nothing.
-fn finish_after_the_fault(topic: &str, group: &str, d: &Dirs, mut ledger: Ledger) {
-    ledger.restarts += 1;
-    consume_to_end(topic, group, d);
-    assert_same_output(&clean_run(topic), d);
-    assert_verified(topic, Some(group), d, &mut ledger);
-    ledger.book();
-}
-
 #[test]
 fn broker_down_at_start_and_killed_mid_run_loses_nothing() {
     let mut ledger = Ledger::new("broker_restart");

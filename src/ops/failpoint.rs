@@ -2,27 +2,57 @@
 //! `LANDFALL_FAILPOINT=<name>:<n>` makes the process abort (no unwinding, no cleanup, like
 //! kill -9) the n-th time it reaches that point, or panic there for the points that stand for
 //! a bug (`panic_at`). Without the feature, both compile to nothing.
+//!
+//! With `LANDFALL_FAILPOINT_PAUSE=<file>` as well, a due `hit` does not abort: it creates
+//! `<file>` and holds the thread that reached the point until the file is removed, so a test
+//! can inject an I/O fault (with libfiu) aimed at exactly the step that follows. A pausing
+//! test may name several points, `<name>:<n>,<name>:<n>` (to arm a fault at one and clear it
+//! at the next).
 
 /// Whether the named point is reached for the n-th time, n as `LANDFALL_FAILPOINT` says.
 #[cfg(feature = "failpoints")]
 fn due(name: &str) -> bool {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
-    static TARGET: OnceLock<Option<(String, u64)>> = OnceLock::new();
-    static COUNT: AtomicU64 = AtomicU64::new(0);
-    let target = TARGET.get_or_init(|| {
-        let v = std::env::var("LANDFALL_FAILPOINT").ok()?;
-        let (n, k) = v.rsplit_once(':').unwrap_or((v.as_str(), "1"));
-        Some((n.to_string(), k.parse().unwrap_or(1)))
+    static TARGETS: OnceLock<Vec<(String, u64, AtomicU64)>> = OnceLock::new();
+    let targets = TARGETS.get_or_init(|| {
+        let v = std::env::var("LANDFALL_FAILPOINT").unwrap_or_default();
+        v.split(',')
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                let (n, k) = t.rsplit_once(':').unwrap_or((t, "1"));
+                (n.to_string(), k.parse().unwrap_or(1), AtomicU64::new(0))
+            })
+            .collect()
     });
-    matches!(target, Some((n, k)) if n == name && COUNT.fetch_add(1, Ordering::SeqCst) + 1 == *k)
+    targets
+        .iter()
+        .any(|(n, k, count)| n == name && count.fetch_add(1, Ordering::SeqCst) + 1 == *k)
 }
 
 #[cfg(feature = "failpoints")]
 pub fn hit(name: &str) {
     if due(name) {
+        if let Some(file) = std::env::var_os("LANDFALL_FAILPOINT_PAUSE") {
+            return pause(name, std::path::Path::new(&file));
+        }
         eprintln!("landfall: failpoint {name} hit; aborting");
         std::process::abort();
+    }
+}
+
+/// Holds this thread at the point until the test removes `file`.
+#[cfg(feature = "failpoints")]
+fn pause(name: &str, file: &std::path::Path) {
+    // Created empty: a write fault the test has armed must not stop the pause itself.
+    if let Err(e) = std::fs::File::create(file) {
+        panic!(
+            "failpoint {name}: cannot create the pause file {}: {e}",
+            file.display()
+        );
+    }
+    while file.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
 

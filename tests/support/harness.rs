@@ -357,6 +357,45 @@ impl Ledger {
     }
 }
 
+/// The consumer stopped with exit 1 and an error saying every part of `why`, and committed
+/// nothing past what it could not write: `verify` finds no discrepancy, and some records are
+/// still pending.
+pub fn assert_stopped_cleanly(
+    status: ExitStatus,
+    log: &Path,
+    why: &[&str],
+    topic: &str,
+    group: &str,
+    d: &Dirs,
+    ledger: &mut Ledger,
+) {
+    let stderr = read_log(log);
+    ledger.faults += 1;
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "expected a clean failure:\n{stderr}"
+    );
+    for w in why {
+        assert!(
+            stderr.contains(w),
+            "the error does not say {w:?}:\n{stderr}"
+        );
+    }
+    let v = assert_no_discrepancy(verify(topic, Some(group), d), ledger);
+    assert!(v.int("pending_records") > 0, "{}", v.report);
+}
+
+/// With the fault cleared: a restart runs to the end, the output is byte-identical to a run
+/// that never saw the fault, and `verify` finds nothing.
+pub fn finish_after_the_fault(topic: &str, group: &str, d: &Dirs, mut ledger: Ledger) {
+    ledger.restarts += 1;
+    consume_to_end(topic, group, d);
+    assert_same_output(&clean_run(topic), d);
+    assert_verified(topic, Some(group), d, &mut ledger);
+    ledger.book();
+}
+
 /// The signal that ended a process, if a signal did.
 pub fn killed_by(status: ExitStatus) -> Option<i32> {
     std::os::unix::process::ExitStatusExt::signal(&status)

@@ -122,6 +122,8 @@ impl Sink {
             })
             .collect();
         if self.sync && !staged.is_empty() {
+            // Every temporary file of the group is written; none is fsynced.
+            failpoint::hit("before-file-fsync");
             pool(&staged, FSYNC_THREADS, |s| s.sync())?;
             // Every temporary file of the group is durable; none is linked.
             failpoint::hit("after-file-fsync");

@@ -95,9 +95,12 @@ pub fn stage(final_path: &Path, bytes: &[u8], hit: impl Fn(&str)) -> Result<Stag
         final_path: final_path.to_path_buf(),
         len: bytes.len() as u64,
     };
-    (&staged.file)
-        .write_all(bytes)
-        .map_err(io("write", &staged.tmp))?;
+    hit("before-temp-write");
+    if let Err(e) = (&staged.file).write_all(bytes) {
+        // Nothing has happened since the failed write (a full disk, say).
+        hit("after-failed-write");
+        return Err(io("write", &staged.tmp)(e));
+    }
     hit("after-temp-write");
     Ok(staged)
 }
