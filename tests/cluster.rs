@@ -110,6 +110,25 @@ fn finish(topic: &str, group: &str, d: &Dirs, mut consumer: ChildGuard, log: &st
     consume_to_end(topic, group, d);
 }
 
+/// kill -9 broker `node` while `producer` runs, restart it 5 s later; then the producer must
+/// finish successfully, and every partition gets its full replica set back.
+fn kill_while_producing(
+    cluster: &Cluster,
+    node: u32,
+    (producer, log): (&mut ChildGuard, &std::path::Path),
+    ledger: &mut Ledger,
+) {
+    std::thread::sleep(Duration::from_secs(2));
+    assert_running(producer, "producer", log);
+    cluster.kill(node);
+    ledger.faults += 1;
+    ledger.kills += 1;
+    std::thread::sleep(Duration::from_secs(5));
+    cluster.start(node);
+    producer_succeeded(producer, log);
+    cluster.wait_isr();
+}
+
 fn book(topic: &str, group: &str, d: &Dirs, mut ledger: Ledger) {
     ledger.restarts += 1;
     assert_same_output(&clean_run(topic), d);
@@ -159,15 +178,12 @@ fn the_transaction_coordinator_killed_while_the_producer_commits() {
     let (mut producer, producer_log) = spawn(producing(&topic, "4000"), &d, "producer");
     let coordinator = cluster.coordinator("txn", &topic);
     let (consumer, log) = spawn_consumer(&topic, &group, &d);
-    std::thread::sleep(Duration::from_secs(2));
-    assert_running(&mut producer, "producer", &producer_log);
-    cluster.kill(coordinator);
-    ledger.faults += 1;
-    ledger.kills += 1;
-    std::thread::sleep(Duration::from_secs(5));
-    cluster.start(coordinator);
-    producer_succeeded(&mut producer, &producer_log);
-    cluster.wait_isr();
+    kill_while_producing(
+        &cluster,
+        coordinator,
+        (&mut producer, &producer_log),
+        &mut ledger,
+    );
 
     run_ok(producing(&reference, "0"));
     assert_same_records(&topic, &reference);
@@ -192,15 +208,12 @@ fn the_group_coordinator_killed_while_the_consumer_commits() {
     more.env("LANDFALL_RATE", "4000");
     let (mut producer, producer_log) = spawn(more, &d, "producer");
     let coordinator = cluster.coordinator("group", &group);
-    std::thread::sleep(Duration::from_secs(2));
-    assert_running(&mut producer, "producer", &producer_log);
-    cluster.kill(coordinator);
-    ledger.faults += 1;
-    ledger.kills += 1;
-    std::thread::sleep(Duration::from_secs(5));
-    cluster.start(coordinator);
-    producer_succeeded(&mut producer, &producer_log);
-    cluster.wait_isr();
+    kill_while_producing(
+        &cluster,
+        coordinator,
+        (&mut producer, &producer_log),
+        &mut ledger,
+    );
 
     finish(&topic, &group, &d, consumer, &log);
     book(&topic, &group, &d, ledger);
