@@ -1,12 +1,14 @@
 //! Group landing: the files that one batch of records closes land together, step by step.
-//! Each file is encoded and written under its temporary name, one after another (on local
-//! disk; an object store instead gets its conditional PUTs, several in flight at once); then
-//! the temporary files are fsynced all at once on a small pool of threads, so the journal
-//! commits them together instead of one after another; then each is linked to its final name,
-//! in order; then every directory touched is fsynced once. Only after that does the pipeline
-//! checkpoint and commit, exactly as for a single file: "durable, then state, then commit"
-//! holds for the group as a whole, and a crash anywhere inside a group leaves nothing
-//! committed past any of its files.
+//! On local disk the group's files are encoded at once on a few threads (encoding is CPU
+//! only and most of what a small file costs); then each is written under its temporary name,
+//! one after another, its pages sent to the disk without waiting (see
+//! `publish::Staged::start_writeback`); then the temporary files are fsynced all at once on a
+//! small pool of threads, so the journal commits them together instead of one after another;
+//! then each is linked to its final name, in order; then every directory touched is fsynced
+//! once. An object store instead gets its conditional PUTs, several in flight at once. Only
+//! after that does the pipeline checkpoint and commit, exactly as for a single file: "durable,
+//! then state, then commit" holds for the group as a whole, and a crash anywhere inside a
+//! group leaves nothing committed past any of its files.
 //!
 //! The directory operations (create, link, unlink) stay on one thread on purpose: run from
 //! several threads in one directory they contend for its lock, and on two cores that cost more
@@ -93,24 +95,11 @@ impl Sink {
     /// the caller commits nothing past any of them (the pipeline is poisoned), and a replay
     /// finds the landed ones and checks their footers, as after a crash.
     pub fn land_group(&self, group: &[Pending]) -> Result<Vec<Landed>, SinkError> {
-        // On local disk a failed write (a full disk) ends the staging, and the files written
-        // before it still land, as many as fit, before the error is returned.
         let (steps, failed) = if self.concurrency <= 1 {
-            let mut steps = Vec::with_capacity(group.len());
-            let mut failed = None;
-            for p in group {
-                match self.land_pending(p) {
-                    Ok(step) => steps.push(step),
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-            }
-            (steps, failed)
+            self.stage_group(group)?
         } else {
             (
-                pool(group, self.concurrency, |p| self.land_pending(p))?,
+                pool(group, self.concurrency, |p| self.land_pending(p, None))?,
                 None,
             )
         };
@@ -158,15 +147,32 @@ impl Sink {
         Ok(outcomes.into_iter().map(|(landed, _)| landed).collect())
     }
 
-    fn land_pending(&self, p: &Pending) -> Result<Step, SinkError> {
-        match &p.what {
-            Contents::Window(w) => self.land_window(p.partition, w, &p.change),
-            Contents::Rejects {
-                close_offset,
-                records,
-            } => self.land_rejects(p.partition, *close_offset, records, &p.change),
+    /// Local disk: encodes the group's files on [`encode_threads`] threads (CPU only, no
+    /// directory is touched), then writes each under its temporary name in order, on this
+    /// thread. A failed write (a full disk) ends the staging; the files written before it
+    /// still land, as many as fit, before the error is returned.
+    fn stage_group(&self, group: &[Pending]) -> Result<(Vec<Step>, Option<SinkError>), SinkError> {
+        // A file already at its name is not encoded: landing reads its footer instead.
+        let encoded = pool(group, encode_threads(), |p| {
+            let (root, rel, _) = self.target(p);
+            let there = root.local().is_some() && root.join(&rel).exists();
+            Ok((!there).then(|| self.encode_pending(p)))
+        })?;
+        let mut steps = Vec::with_capacity(group.len());
+        for (p, bytes) in group.iter().zip(encoded) {
+            match self.land_pending(p, bytes) {
+                Ok(step) => steps.push(step),
+                Err(e) => return Ok((steps, Some(e))),
+            }
         }
+        Ok((steps, None))
     }
+}
+
+/// Threads that encode a group's files on local disk: the cores, up to 4. Encoding is most
+/// of what a small file costs, and it needs no lock.
+pub fn encode_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }
 
 /// `f` over `items` on at most `workers` threads (this one included), results in order; the

@@ -9,7 +9,7 @@ pub mod marker;
 mod parquet;
 pub mod publish;
 
-pub use self::group::{Contents, Pending, FSYNC_THREADS, OBJECT_CONCURRENCY};
+pub use self::group::{encode_threads, Contents, Pending, FSYNC_THREADS, OBJECT_CONCURRENCY};
 pub use self::parquet::{encode_rejects, encode_window, rejects_schema, window_schema, Provenance};
 
 use std::path::{Path, PathBuf};
@@ -18,8 +18,6 @@ use std::sync::Arc;
 use crate::store::{rel_key, Root, StoreError};
 
 use crate::consume::enrich::CampaignTable;
-use crate::consume::reject::RejectRecord;
-use crate::consume::window::ClosedWindow;
 use crate::identity::{Expected, FileKind, Identity, Mismatch};
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +87,9 @@ fn way_out(m: &Mismatch) -> &'static str {
         }
     }
 }
+
+/// A file's bytes, or why encoding failed.
+type Encoded = Result<Vec<u8>, ::parquet::errors::ParquetError>;
 
 /// What landing did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,7 +197,7 @@ impl Sink {
         rows: u64,
         want: Expected,
         table_change_ok: bool,
-        encode: impl FnOnce() -> Result<Vec<u8>, ::parquet::errors::ParquetError>,
+        encode: impl FnOnce() -> Encoded,
     ) -> Result<group::Step, SinkError> {
         let path = root.join(&rel);
         let encoded = |path: &Path| {
@@ -216,7 +217,11 @@ impl Sink {
                 if let Some(dir) = path.parent() {
                     publish::ensure_dir(&local, dir)?;
                 }
-                publish::stage(&path, &bytes, crate::ops::failpoint::hit)
+                let staged = publish::stage(&path, &bytes, crate::ops::failpoint::hit)?;
+                if self.sync {
+                    staged.start_writeback();
+                }
+                Ok(staged)
             })()
             .map_err(|e| root_gone_or(&local, e))?;
             return Ok(group::Step::Staged(Box::new(group::StagedFile {
@@ -308,50 +313,64 @@ impl Sink {
         Ok((Landed::AlreadyThere { path, other_table }, dir))
     }
 
-    /// Lands a closed window. `change` is set when a campaign table change is accepted for
-    /// this partition: files of another table are kept, and `change.replaced` (the table the
-    /// partition's commit named, if this run replaced it) goes into the footer.
-    fn land_window(
-        &self,
-        partition: i32,
-        w: &ClosedWindow,
-        change: &TableChange,
-    ) -> Result<group::Step, SinkError> {
-        let rel = window_file_name(&self.identity.topic, partition, w.start_ms);
-        let prov = self.provenance(partition, change.replaced.as_deref());
-        let want = Expected {
-            kind: FileKind::Window {
-                start_ms: w.start_ms,
-                end_ms: w.end_ms,
-            },
-            partition,
-            close_offset: w.close_offset,
-            first_offset: w.first_offset,
-        };
-        let rows = w.by_campaign.len() as u64;
-        self.land(&self.report, rel, rows, want, change.accepted, || {
-            encode_window(w, &prov)
-        })
+    /// Where a pending file lands, and what its footer must say if it is found there.
+    fn target(&self, p: &Pending) -> (&Root, PathBuf, Expected) {
+        let topic = &self.identity.topic;
+        match &p.what {
+            Contents::Window(w) => {
+                let want = Expected {
+                    kind: FileKind::Window {
+                        start_ms: w.start_ms,
+                        end_ms: w.end_ms,
+                    },
+                    partition: p.partition,
+                    close_offset: w.close_offset,
+                    first_offset: w.first_offset,
+                };
+                let rel = window_file_name(topic, p.partition, w.start_ms);
+                (&self.report, rel, want)
+            }
+            Contents::Rejects {
+                close_offset,
+                records,
+            } => {
+                let want = Expected {
+                    kind: FileKind::Rejects,
+                    partition: p.partition,
+                    close_offset: *close_offset,
+                    first_offset: records.first().map_or(*close_offset, |r| r.offset),
+                };
+                let rel = rejects_file_name(topic, p.partition, *close_offset);
+                (&self.rejects, rel, want)
+            }
+        }
     }
 
-    fn land_rejects(
+    /// A pending file's bytes. `change.replaced` (the table the partition's commit named, if
+    /// this run replaced it) goes into the footer.
+    fn encode_pending(&self, p: &Pending) -> Result<Vec<u8>, ::parquet::errors::ParquetError> {
+        let prov = self.provenance(p.partition, p.change.replaced.as_deref());
+        match &p.what {
+            Contents::Window(w) => encode_window(w, &prov),
+            Contents::Rejects {
+                close_offset,
+                records,
+            } => encode_rejects(records, *close_offset, &prov),
+        }
+    }
+
+    /// Lands a pending file as far as it goes alone (see `land`), with its bytes if they were
+    /// encoded already. `change.accepted` is set when a campaign table change is accepted for
+    /// the partition: files of another table are kept.
+    fn land_pending(
         &self,
-        partition: i32,
-        close_offset: i64,
-        rejects: &[RejectRecord],
-        change: &TableChange,
+        p: &Pending,
+        encoded: Option<Encoded>,
     ) -> Result<group::Step, SinkError> {
-        let rel = rejects_file_name(&self.identity.topic, partition, close_offset);
-        let prov = self.provenance(partition, change.replaced.as_deref());
-        let want = Expected {
-            kind: FileKind::Rejects,
-            partition,
-            close_offset,
-            first_offset: rejects.first().map_or(close_offset, |r| r.offset),
-        };
-        let rows = rejects.len() as u64;
-        self.land(&self.rejects, rel, rows, want, change.accepted, || {
-            encode_rejects(rejects, close_offset, &prov)
+        let (root, rel, want) = self.target(p);
+        let rows = p.rows() as u64;
+        self.land(root, rel, rows, want, p.change.accepted, || {
+            encoded.unwrap_or_else(|| self.encode_pending(p))
         })
     }
 }

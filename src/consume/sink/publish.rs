@@ -114,6 +114,22 @@ impl Staged {
         &self.final_path
     }
 
+    /// Starts writing the file's pages to disk without waiting for them, so that the disk works
+    /// while the next files of the group are encoded and written, and the group's fsyncs find
+    /// the data on its way. Only a hint: the fsync that follows makes the file durable and
+    /// reports any error (`SYNC_FILE_RANGE_WRITE` alone neither waits nor clears one).
+    /// Measured in docs/performance.md: 15% off a sparse drain.
+    pub fn start_writeback(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a system call on a descriptor this value owns, with no pointer.
+            unsafe {
+                libc::sync_file_range(self.file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE)
+            };
+        }
+    }
+
     /// Fsyncs the temporary file. A failed fsync is fatal and never retried: after one, the
     /// kernel may have dropped the dirty pages.
     pub fn sync(&self) -> Result<(), SinkError> {
