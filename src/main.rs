@@ -25,6 +25,11 @@ impl<T, E: std::fmt::Display> Context<T> for std::result::Result<T, E> {
     }
 }
 
+/// mimalloc rather than glibc's malloc: measured in docs/performance.md ("Window density"), 14%
+/// less CPU for a drain that lands many small files.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("LANDFALL_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
