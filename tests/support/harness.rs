@@ -80,6 +80,20 @@ pub struct Dirs {
     pub state: PathBuf,
 }
 
+/// A failed test keeps its directory (output, state, logs) for a look afterwards, and says
+/// where it is.
+impl Drop for Dirs {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.tmp.disable_cleanup(true);
+            eprintln!(
+                "kept the failed test's directory: {}",
+                self.tmp.path().display()
+            );
+        }
+    }
+}
+
 pub fn dirs() -> Dirs {
     let tmp = scratch();
     let root = tmp.path().to_path_buf();
@@ -123,7 +137,19 @@ pub fn consume_cmd(topic: &str, group: &str, d: &Dirs, exit_on_idle: bool) -> Co
 }
 
 pub fn consume_to_end(topic: &str, group: &str, d: &Dirs) {
-    run_ok(consume_cmd(topic, group, d, true));
+    let mut cmd = consume_cmd(topic, group, d, true);
+    cmd.env("LANDFALL_LOG", "info");
+    let out = run_ok(cmd);
+    // Kept with the directory when the test fails: what the last run did, idle closes included.
+    let log = d.tmp.path().join("consume-to-end.log");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
+        use std::io::Write;
+        let _ = f.write_all(&out.stderr);
+    }
 }
 
 /// Simulated seconds covered by `n` golden records.
