@@ -221,10 +221,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::consume::decode::Limits;
     use crate::consume::enrich::CampaignTable;
-    use crate::consume::window::{Agg, WindowConfig};
-    use crate::identity::{Identity, Settings};
+    use crate::consume::window::Agg;
     use crate::store::Root;
 
     fn sink(root: &std::path::Path, concurrency: usize) -> Sink {
@@ -233,21 +231,7 @@ mod tests {
             b"network_id,campaign_id,campaign_name\n1,10,Campaign 10\n",
         )
         .unwrap();
-        let identity = Identity {
-            topic: "t".into(),
-            topic_id: Some("tid".into()),
-            settings: Settings {
-                window: WindowConfig {
-                    size_ms: 60_000,
-                    lateness_ms: 0,
-                },
-                limits: Limits {
-                    max_future_skew_ms: 1,
-                    max_duration_ms: 1,
-                },
-            },
-            campaigns_sha256: table.checksum.clone(),
-        };
+        let identity = crate::consume::sink::test_identity(&table);
         for d in ["report", "rejects"] {
             std::fs::create_dir_all(root.join(d)).unwrap();
         }

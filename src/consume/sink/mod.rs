@@ -348,7 +348,7 @@ impl Sink {
 
     /// A pending file's bytes. `change.replaced` (the table the partition's commit named, if
     /// this run replaced it) goes into the footer.
-    fn encode_pending(&self, p: &Pending) -> Result<Vec<u8>, ::parquet::errors::ParquetError> {
+    fn encode_pending(&self, p: &Pending) -> Encoded {
         let prov = self.provenance(p.partition, p.change.replaced.as_deref());
         match &p.what {
             Contents::Window(w) => encode_window(w, &prov),
@@ -372,5 +372,27 @@ impl Sink {
         self.land(root, rel, rows, want, p.change.accepted, || {
             encoded.unwrap_or_else(|| self.encode_pending(p))
         })
+    }
+}
+
+/// The identity the sink's unit tests land with: topic "t", one-minute windows, `table`.
+#[cfg(test)]
+pub(crate) fn test_identity(table: &CampaignTable) -> Identity {
+    use crate::consume::decode::Limits;
+    use crate::consume::window::WindowConfig;
+    Identity {
+        topic: "t".into(),
+        topic_id: Some("tid".into()),
+        settings: crate::identity::Settings {
+            window: WindowConfig {
+                size_ms: 60_000,
+                lateness_ms: 0,
+            },
+            limits: Limits {
+                max_future_skew_ms: 1,
+                max_duration_ms: 1,
+            },
+        },
+        campaigns_sha256: table.checksum.clone(),
     }
 }

@@ -324,9 +324,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::consume::decode::{Limits, RejectReason};
-    use crate::consume::window::{Agg, WindowConfig};
-    use crate::identity::Settings;
+    use crate::consume::decode::RejectReason;
+    use crate::consume::window::Agg;
 
     /// What `ArrowWriter` writes when it builds the schemas itself, as it did for every file
     /// before `Layout`.
@@ -358,21 +357,7 @@ mod tests {
             b"network_id,campaign_id,campaign_name\n1,10,Campaign 10\n2,20,Campaign 20\n",
         )
         .unwrap();
-        let identity = Identity {
-            topic: "t".into(),
-            topic_id: Some("tid".into()),
-            settings: Settings {
-                window: WindowConfig {
-                    size_ms: 60_000,
-                    lateness_ms: 0,
-                },
-                limits: Limits {
-                    max_future_skew_ms: 1,
-                    max_duration_ms: 1,
-                },
-            },
-            campaigns_sha256: table.checksum.clone(),
-        };
+        let identity = crate::consume::sink::test_identity(&table);
         let prov = Provenance {
             identity: &identity,
             partition: 3,
