@@ -33,6 +33,11 @@ fn spawn(mut cmd: Command, d: &Dirs, name: &str) -> (ChildGuard, PathBuf) {
 fn spawn_consumer(topic: &str, group: &str, d: &Dirs) -> (ChildGuard, PathBuf) {
     let mut cmd = consume_cmd(topic, group, d, false);
     cmd.env("LANDFALL_IDLE_TIMEOUT_SECS", "3600");
+    // Kept with a failed test's directory: rebalances, recoveries and every catch-up.
+    cmd.env(
+        "LANDFALL_LOG",
+        "info,landfall::consume::pipeline::idle=debug",
+    );
     spawn(cmd, d, "consumer")
 }
 

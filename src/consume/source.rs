@@ -326,6 +326,7 @@ impl Session {
                     source,
                 })?;
             ctx.ends.forget(elem.partition());
+            self.notes.eof_pending.remove(&elem.partition());
             pipeline.assign(elem.partition(), st);
         }
         info!(partitions = ?pipeline.partitions(), "partitions assigned");
@@ -412,6 +413,7 @@ impl Session {
             for p in &partitions {
                 pipeline.release(*p);
                 ctx.ends.forget(*p);
+                self.notes.eof_pending.remove(p);
                 metrics::consumer().release_partition(*p);
             }
         }
@@ -448,6 +450,10 @@ impl Session {
 /// What the poll loop notes between ticks.
 struct PollNotes {
     /// Partitions that reported their end but may still have a transaction's records to come.
+    /// An end belongs to one assignment: a revoke and an assignment forget it, or the next
+    /// tick would judge a partition recovered from an older commit by where the previous
+    /// assignment stood (librdkafka keeps that position, and its statistics that end, until
+    /// the old fetcher has stopped), and skip the records between.
     eof_pending: BTreeSet<i32>,
     noisy: Repeats,
     /// For naming a refusal: the brokers, the topic, the user, the group.

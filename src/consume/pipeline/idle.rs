@@ -23,6 +23,12 @@ impl Pipeline {
             return Ok(());
         };
         if at > st.position {
+            debug!(
+                partition,
+                position = st.position,
+                at,
+                "caught up past the last record handed over (aborted records or transaction markers)"
+            );
             st.position = at;
             self.dirty = true;
         }

@@ -91,10 +91,36 @@ pub fn stable_end<C: rdkafka::consumer::ConsumerContext>(
         })
         .filter(|p| *p >= 0);
     let at = position.unwrap_or_else(|| known.max(ends.eof(partition).unwrap_or(-1)));
-    let (_, high) = consumer
-        .fetch_watermarks(topic, partition, Duration::from_secs(2))
-        .ok()?;
+    let high = last_fetched_high(consumer.client(), topic, partition)?;
     (at >= 0 && at >= high).then_some(at)
+}
+
+/// The partition's high watermark as the last fetch response gave it: librdkafka keeps it
+/// from every response, so reading it sends no request. (Asking the broker instead, with
+/// `fetch_watermarks`, waits behind the fetch long-poll on the same connection, up to
+/// `fetch.wait.max.ms` per partition, and at the end of a drain over many partitions that
+/// added up to about a second in one tick.) None before the first response. A value a little
+/// old only delays "caught up": the offset `stable_end` returns never depends on it.
+fn last_fetched_high<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    use rdkafka::bindings as rd;
+    let name = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client outlives the call; librdkafka only reads the name and writes the two
+    // integers.
+    let err = unsafe {
+        rd::rd_kafka_get_watermark_offsets(
+            client.native_ptr(),
+            name.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
 }
 
 /// A client context for readers: quiet end-of-partition events, and the partitions' ends
