@@ -305,6 +305,7 @@ fn bare_drain(topic: &KafkaSettings) -> Result<(u64, u64), BenchError> {
         // The same fetch settings as `landfall consume`, so only the work differs.
         .set("fetch.queue.backoff.ms", "5")
         .set("queued.min.messages", "10000")
+        .set("max.partition.fetch.bytes", "262144")
         .create_with_context(crate::ops::kafka::QuietEof)?;
     let n = crate::ops::kafka::wait_for_topic_polled(&consumer, topic)?;
     let mut tpl = rdkafka::TopicPartitionList::new();
