@@ -399,6 +399,18 @@ fn killed_and_hanging_producer_transactions_are_never_read() {
     );
     ledger.faults += 2;
 
+    // A batch run stops at the hanging transaction: caught up means at the last stable offset
+    // (docs/exactly-once.md), so --exit-on-idle exits while the transaction still hangs
+    // instead of waiting for the broker to abort it.
+    consume_to_end(&topic, &format!("{topic}-batch"), &dirs());
+    let (stable, end) = (log_end(&topic, true), log_end(&topic, false));
+    assert!(
+        stable < end,
+        "the --exit-on-idle run exited only once the hanging transaction had ended, {:?} after \
+         it began",
+        hang_started.elapsed()
+    );
+
     // A streaming consumer, and records behind the hanging transaction, dated later.
     let group = format!("{topic}-g");
     let mut cmd = consume_cmd(&topic, &group, &d, false);

@@ -66,9 +66,12 @@ impl PartitionEnds {
 }
 
 /// Whether a consumer that reported end-of-partition has really read everything committed,
-/// and if so the offset it is caught up to. A read_committed consumer also reports the end at
-/// the last stable offset, which trails the high watermark while a transaction is open or its
-/// commit markers are still being written: caught up means at the high watermark.
+/// and if so the offset it is caught up to: at least the partition's end as read_committed
+/// sees it, the last stable offset (so a transaction left open by a producer that died does
+/// not hold it back; docs/exactly-once.md, "Open transactions"). That end comes from the
+/// statistics, or before the first of them from the last fetch response's high watermark;
+/// neither needs a request, and a value a little old only delays "caught up": the offset
+/// returned never depends on it.
 ///
 /// The consumer's position is that of the last record it handed over. A partition from which
 /// no record reached the application (empty, all aborted, or already consumed to its end by
@@ -91,16 +94,17 @@ pub fn stable_end<C: rdkafka::consumer::ConsumerContext>(
         })
         .filter(|p| *p >= 0);
     let at = position.unwrap_or_else(|| known.max(ends.eof(partition).unwrap_or(-1)));
-    let high = last_fetched_high(consumer.client(), topic, partition)?;
-    (at >= 0 && at >= high).then_some(at)
+    let end = ends
+        .end(partition)
+        .or_else(|| last_fetched_high(consumer.client(), topic, partition))?;
+    (at >= 0 && at >= end).then_some(at)
 }
 
 /// The partition's high watermark as the last fetch response gave it: librdkafka keeps it
 /// from every response, so reading it sends no request. (Asking the broker instead, with
 /// `fetch_watermarks`, waits behind the fetch long-poll on the same connection, up to
 /// `fetch.wait.max.ms` per partition, and at the end of a drain over many partitions that
-/// added up to about a second in one tick.) None before the first response. A value a little
-/// old only delays "caught up": the offset `stable_end` returns never depends on it.
+/// added up to about a second in one tick.) None before the first response.
 fn last_fetched_high<C: ClientContext>(
     client: &rdkafka::client::Client<C>,
     topic: &str,
