@@ -295,18 +295,16 @@ fn private_file(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 fn bare_drain(topic: &KafkaSettings) -> Result<(u64, u64), BenchError> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Message;
-    let consumer: BaseConsumer<crate::ops::kafka::QuietEof> = topic
-        .client_config()
+    let mut config = topic.client_config();
+    config
         .set("group.id", format!("bench-bare-{}", std::process::id()))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .set("fetch.wait.max.ms", "100")
-        // The same fetch settings as `landfall consume`, so only the work differs.
-        .set("fetch.queue.backoff.ms", "5")
-        .set("queued.min.messages", "10000")
-        .set("max.partition.fetch.bytes", "262144")
-        .create_with_context(crate::ops::kafka::QuietEof)?;
+        .set("isolation.level", "read_committed");
+    // The same fetch settings as `landfall consume`, so only the work differs.
+    let consumer: BaseConsumer<crate::ops::kafka::QuietEof> =
+        crate::ops::kafka::fetch_settings(&mut config)
+            .create_with_context(crate::ops::kafka::QuietEof)?;
     let n = crate::ops::kafka::wait_for_topic_polled(&consumer, topic)?;
     let mut tpl = rdkafka::TopicPartitionList::new();
     for p in 0..n as i32 {

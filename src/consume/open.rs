@@ -122,25 +122,13 @@ fn consumer_config(cfg: &ConsumeConfig) -> ClientConfig {
             "partition.assignment.strategy",
             cfg.assignment_strategy.as_str(),
         )
-        .set("fetch.wait.max.ms", "100")
         // Partitions added to the topic are found within seconds, not librdkafka's default
         // five minutes; a metadata request every 5 s costs the broker next to nothing.
         .set("topic.metadata.refresh.interval.ms", "5000")
-        // Partition ends for the lag metric come with these statistics.
-        .set("statistics.interval.ms", "1000")
-        // When the pre-fetch queue is full, librdkafka stops fetching for this long (1 s by
-        // default), which left the pipeline idle for most of every second.
-        .set("fetch.queue.backoff.ms", "5")
-        // librdkafka pre-fetches up to 100,000 records per partition by default: with 12
-        // partitions that alone took the peak RSS from 150 MB to 206 MB, for no speed (the
-        // pipeline takes 2,048 records at a time). -X queued.min.messages raises it again.
-        .set("queued.min.messages", "10000")
-        // Each fetch response is one buffer that stays allocated until the last of its
-        // records is consumed, and librdkafka asks for up to this much of every partition in
-        // one response: 1 MB by default, so at 12 partitions the responses alone held about
-        // 90 MB (peak RSS 154 MB, against 70 MB at 256 kB, with no change in speed at 3 or
-        // 12 partitions; docs/performance.md). Bigger records still come whole.
-        .set("max.partition.fetch.bytes", "262144");
+        // Partition ends for the lag metric and "caught up" come with these statistics.
+        .set("statistics.interval.ms", "1000");
+    // How it fetches, as the bench's bare consumer does; -X changes any of it.
+    crate::ops::kafka::fetch_settings(&mut client);
     // Raw properties apply last (the ones that would break exactly-once were refused).
     cfg.kafka.properties.apply(&mut client);
     client

@@ -214,6 +214,26 @@ impl KafkaSettings {
     }
 }
 
+/// How a reader fetches: `landfall consume`, and the bench's bare consumer, so that only the
+/// work differs between them (docs/performance.md).
+pub fn fetch_settings(c: &mut ClientConfig) -> &mut ClientConfig {
+    c.set("fetch.wait.max.ms", "100")
+        // When the pre-fetch queue is full, librdkafka stops fetching for this long (1 s by
+        // default), which left the pipeline idle for most of every second.
+        .set("fetch.queue.backoff.ms", "5")
+        // librdkafka pre-fetches up to 100,000 records by default (counted on the one consumer
+        // queue every partition's queue forwards to): that alone took the peak RSS at 12
+        // partitions from 150 MB to 206 MB, for no speed (the pipeline takes 2,048 records at
+        // a time).
+        .set("queued.min.messages", "10000")
+        // Each fetch response is one buffer that stays allocated until the last of its
+        // records is consumed, and librdkafka asks for up to this much of every partition in
+        // one response: 1 MB by default, so at 12 partitions the responses alone held about
+        // 90 MB (peak RSS 154 MB, against 70 MB at 256 kB, with no change in speed at 3 or
+        // 12 partitions). Bigger records still come whole.
+        .set("max.partition.fetch.bytes", "262144")
+}
+
 /// Waits until the broker answers and the topic exists. Returns the number of partitions.
 ///
 /// Retries with capped exponential backoff until `settings.connect_timeout` has passed.
