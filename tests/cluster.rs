@@ -264,6 +264,62 @@ fn a_hard_rolling_restart_of_every_broker_loses_nothing() {
     book(&topic, &group, &d, ledger);
 }
 
+/// A partition with no leader for longer than the transaction timeout: one replica, its
+/// broker down for 16 s against a 10 s timeout, while transactions stay open up to 9 s
+/// (`--txn-max-ms`). The producer must give up on a transaction that cannot finish and send it
+/// again before the coordinator aborts it at its timeout, which would fence the producer; once
+/// the broker is back, every record is committed exactly once.
+#[test]
+fn a_partition_without_a_leader_past_the_transaction_timeout_does_not_fence_the_producer() {
+    let cluster = Cluster::take();
+    let mut ledger = Ledger::new("cluster_no_leader");
+    let topic = unique_topic("cl-noleader");
+    let reference = format!("{topic}-ref");
+    let d = dirs();
+    let producing = |t: &str, rate: &str| {
+        let mut cmd = produce_cmd(t, 3, 3_000, 9, 0);
+        // No planned aborts: transactions end by the clock here, and with aborts the records
+        // committed would depend on where they end.
+        cmd.env("LANDFALL_REPLICATION_FACTOR", "1")
+            .env("LANDFALL_ABORT_FRACTION", "0")
+            .env("LANDFALL_RATE", rate)
+            .env("LANDFALL_TXN_MAX_MS", "9000")
+            .env("LANDFALL_TRANSACTION_TIMEOUT_MS", "10000");
+        cmd
+    };
+    let (mut producer, producer_log) = spawn(producing(&topic, "100"), &d, "producer");
+    wait_until("the topic", Duration::from_secs(30), || {
+        topic_exists(&topic)
+    });
+    let coordinator = cluster.coordinator("txn", &topic);
+    let victim = (0..3)
+        .map(|p| cluster.leader(&topic, p))
+        .find(|&b| b != coordinator)
+        .expect("a partition led by a broker that is not the transaction coordinator");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_running(&mut producer, "producer", &producer_log);
+    cluster.kill(victim);
+    ledger.faults += 1;
+    ledger.kills += 1;
+    std::thread::sleep(Duration::from_secs(16));
+    cluster.start(victim);
+    producer_succeeded(&mut producer, &producer_log);
+    let said = read_log(&producer_log);
+    assert!(
+        said.contains("transaction must be aborted; sending it again"),
+        "the producer never gave up on a transaction during the outage:\n{said}"
+    );
+    for line in said.lines().filter(|l| l.contains("sending it again")) {
+        eprintln!("producer: {line}");
+    }
+    cluster.wait_isr();
+
+    run_ok(producing(&reference, "0"));
+    assert_same_records(&topic, &reference);
+    ledger.events += 3_000;
+    ledger.book();
+}
+
 /// With two of the three brokers down, `min.insync.replicas=2` cannot be met: the producer
 /// blocks (or fails, saying why), and the consumer keeps running without committing past what
 /// it landed. (The group coordinator cannot load its partition either, so `verify` cannot read

@@ -122,7 +122,8 @@ pub struct ProduceArgs {
     )]
     pub txn_size: i64,
 
-    /// With --rate, commit a transaction once it has been open this long, in milliseconds.
+    /// With --rate, commit a transaction once it has been open this long, in milliseconds (at
+    /// most a quarter of --transaction-timeout-ms).
     #[arg(
         long,
         env = "LANDFALL_TXN_MAX_MS",
@@ -159,7 +160,8 @@ pub struct ProduceArgs {
     )]
     pub producers: i64,
 
-    /// Broker-side timeout of an open transaction, in milliseconds.
+    /// Broker-side timeout of an open transaction, in milliseconds. A transaction whose records
+    /// are not all acknowledged within half of it is aborted and sent again.
     #[arg(
         long,
         env = "LANDFALL_TRANSACTION_TIMEOUT_MS",

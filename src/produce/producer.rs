@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::ops::kafka::{refusal, wait_for_topic, Doing, KafkaSettings, KafkaSetupError, Refusal};
 use crate::produce::generator::{Generator, GeneratorConfig, ProducedRecord};
+use crate::produce::txn::{abort, drain, finish_txn, Open, Txn};
 
 /// Where "now" comes from for generated events.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,7 +76,7 @@ pub enum ProduceError {
     #[error(transparent)]
     Refused(#[from] Refusal),
     #[error("gave up on a transaction after {attempts} attempts: {last}")]
-    RetriesExhausted { attempts: u32, last: KafkaError },
+    RetriesExhausted { attempts: u32, last: String },
     #[error("{0}")]
     Worker(String),
 }
@@ -235,18 +236,18 @@ pub fn send_records<C: ProducerContext<DeliveryOpaque = ()>>(
     Ok(())
 }
 
-fn txn_error(e: &KafkaError) -> Option<&RDKafkaError> {
+pub(super) fn txn_error(e: &KafkaError) -> Option<&RDKafkaError> {
     match e {
         KafkaError::Transaction(t) => Some(t),
         _ => None,
     }
 }
 
-const MAX_TXN_ATTEMPTS: u32 = 5;
+pub(super) const MAX_TXN_ATTEMPTS: u32 = 5;
 
 /// A refusal behind a producer error (a missing ACL, a failed login), if it is one: no retry
 /// can fix it.
-fn refused(e: &KafkaError, cfg: &ProduceConfig) -> Option<Refusal> {
+pub(super) fn refused(e: &KafkaError, cfg: &ProduceConfig) -> Option<Refusal> {
     let doing = Doing::Writing {
         transactional_id: &cfg.transactional_id,
     };
@@ -330,7 +331,8 @@ fn run_one(
             break;
         }
         producer.begin_transaction().map_err(ProduceError::Fatal)?;
-        let txn_opened = Instant::now();
+        let open = Open::now(&producer, cfg);
+        let (txn_opened, txn_max) = (open.opened, open.fill_for);
         let mut batch = Vec::with_capacity(cfg.txn_size);
         while batch.len() < cfg.txn_size && (cfg.count == 0 || summary.generated < cfg.count) {
             if cfg.rate > 0.0 {
@@ -341,7 +343,7 @@ fn run_one(
                     if shutdown.is_cancelled() {
                         break;
                     }
-                    if txn_opened.elapsed() >= cfg.txn_max && !batch.is_empty() {
+                    if txn_opened.elapsed() >= txn_max && !batch.is_empty() {
                         break;
                     }
                     continue;
@@ -359,7 +361,7 @@ fn run_one(
             }
             batch.push(record);
             progress.maybe_log(&summary);
-            if cfg.rate > 0.0 && txn_opened.elapsed() >= cfg.txn_max {
+            if cfg.rate > 0.0 && txn_opened.elapsed() >= txn_max {
                 break;
             }
         }
@@ -368,7 +370,7 @@ fn run_one(
             // partial transaction, and say so in the summary. Let what was sent be delivered
             // first: aborting with records in flight purges them, and the broker can then
             // refuse the EndTxn (INVALID_TXN_STATE), which librdkafka treats as fatal.
-            drain(&producer);
+            drain(&producer, &open);
             abort(&producer)?;
             summary.aborted_txns += 1;
             summary.aborted_records += batch.len() as u64;
@@ -377,7 +379,12 @@ fn run_one(
             break 'txns;
         }
         let planned_abort = plan.decide_abort();
-        let committed = finish_txn(&producer, cfg, &batch, planned_abort, &mut summary)?;
+        let txn = Txn {
+            records: &batch,
+            planned_abort,
+            open,
+        };
+        let committed = finish_txn(&producer, cfg, txn, &mut summary)?;
         metrics.txn_ended(committed, batch.len(), txn_opened);
     }
     metrics.process.set_ready(false);
@@ -468,89 +475,5 @@ fn init_transactions<C: ProducerContext>(
         }
         warn!(error = %e, "init_transactions failed; retrying");
         std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// Waits until every sent record has been acknowledged and its delivery report served.
-///
-/// `commit_transaction` flushes by itself, but its flush sleeps in 100 ms steps when delivery
-/// reports are served by another thread, which made every commit cost 100 ms. Polling the
-/// count in 1 ms steps takes the commit down to a few milliseconds.
-fn drain<C: ProducerContext>(producer: &ThreadedProducer<C>) {
-    while producer.in_flight_count() > 0 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-fn abort<C: ProducerContext>(producer: &ThreadedProducer<C>) -> Result<(), ProduceError> {
-    producer
-        .abort_transaction(Timeout::Never)
-        .map_err(ProduceError::Fatal)
-}
-
-/// Commits (or, as planned, aborts) the transaction holding `batch`. An abortable error aborts
-/// and sends the same records again in a new transaction. Returns whether it committed.
-fn finish_txn<C: ProducerContext<DeliveryOpaque = ()>>(
-    producer: &ThreadedProducer<C>,
-    cfg: &ProduceConfig,
-    batch: &[ProducedRecord],
-    planned_abort: bool,
-    summary: &mut ProduceSummary,
-) -> Result<bool, ProduceError> {
-    let bytes: u64 = batch
-        .iter()
-        .map(|r| (r.key.len() + r.value.len()) as u64)
-        .sum();
-    if planned_abort {
-        // Let the records reach the log first, so an aborted transaction leaves aborted data
-        // there for read_committed readers to skip, as a real failure would.
-        drain(producer);
-        abort(producer)?;
-        summary.aborted_txns += 1;
-        summary.aborted_records += batch.len() as u64;
-        return Ok(false);
-    }
-    let mut attempt = 1;
-    loop {
-        drain(producer);
-        match producer.commit_transaction(Timeout::Never) {
-            Ok(()) => {
-                summary.committed_txns += 1;
-                summary.committed_records += batch.len() as u64;
-                summary.bytes_committed += bytes;
-                return Ok(true);
-            }
-            Err(e) => {
-                if let Some(r) = refused(&e, cfg) {
-                    return Err(r.into());
-                }
-                let Some(t) = txn_error(&e) else {
-                    return Err(ProduceError::Fatal(e));
-                };
-                if t.is_fatal() {
-                    return Err(ProduceError::Fatal(e));
-                }
-                if attempt >= MAX_TXN_ATTEMPTS {
-                    return Err(ProduceError::RetriesExhausted {
-                        attempts: attempt,
-                        last: e,
-                    });
-                }
-                attempt += 1;
-                if t.txn_requires_abort() {
-                    crate::ops::metrics::producer().error("abortable");
-                    warn!(error = %e, attempt, "transaction must be aborted; sending it again");
-                    abort(producer)?;
-                    summary.retried_txns += 1;
-                    producer.begin_transaction().map_err(ProduceError::Fatal)?;
-                    if let Err(e) = send_records(producer, &cfg.kafka.topic, batch) {
-                        warn!(error = %e, "send failed while retrying a transaction");
-                    }
-                } else {
-                    crate::ops::metrics::producer().error("retriable");
-                    warn!(error = %e, attempt, "commit failed with a retriable error; retrying");
-                }
-            }
-        }
     }
 }

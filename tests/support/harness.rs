@@ -41,8 +41,6 @@ pub fn produce_cmd(
         &partitions.to_string(),
         "--count",
         &count.to_string(),
-        "--abort-fraction",
-        "0.2",
         "--seed",
         &seed.to_string(),
         "--clock",
@@ -60,6 +58,7 @@ pub fn produce_cmd(
     ]);
     // Through the environment, so a test can override them with `.env(..)`.
     cmd.env("LANDFALL_TRANSACTIONAL_ID", topic)
+        .env("LANDFALL_ABORT_FRACTION", "0.2")
         .env("LANDFALL_TXN_SIZE", "1000")
         .env(
             "LANDFALL_SIM_EVENTS_PER_SEC",

@@ -1,0 +1,208 @@
+//! Ending a transaction: waiting for its records, then committing it, or aborting it and
+//! sending its records again in a new one when it failed, is overdue or hit an abortable error.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rdkafka::producer::{Producer, ProducerContext, ThreadedProducer};
+use rdkafka::util::Timeout;
+use tracing::warn;
+
+use crate::produce::generator::ProducedRecord;
+use crate::produce::producer::{
+    refused, send_records, txn_error, DeliveryCounter, ProduceConfig, ProduceError, ProduceSummary,
+    MAX_TXN_ATTEMPTS,
+};
+
+/// An open transaction's clock and the failed deliveries before it, to tell its own.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Open {
+    pub(super) opened: Instant,
+    /// How long a paced transaction takes records: --txn-max-ms, but at most a quarter of the
+    /// transaction timeout, whatever that says. The rest is left for the records to be
+    /// acknowledged, and for an abort and a resend if they are not (see [`drain`]).
+    pub(super) fill_for: Duration,
+    failed_before: u64,
+    /// Half the transaction timeout: past it, records still unacknowledged are given up on.
+    overdue_after: Duration,
+}
+
+impl Open {
+    /// Called right after `begin_transaction`.
+    pub(super) fn now(producer: &ThreadedProducer<DeliveryCounter>, cfg: &ProduceConfig) -> Self {
+        Open {
+            opened: Instant::now(),
+            fill_for: cfg.txn_max.min(cfg.transaction_timeout / 4),
+            failed_before: failures(producer),
+            overdue_after: cfg.transaction_timeout / 2,
+        }
+    }
+}
+
+/// How waiting for a transaction's records ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Drained {
+    /// Every record acknowledged: the transaction can be committed.
+    Delivered,
+    /// A record of the transaction failed: it can only be aborted.
+    Failed,
+    /// Records still unacknowledged after half the transaction timeout.
+    Overdue,
+}
+
+/// Waits until every sent record has been acknowledged and its delivery report served, a
+/// record of this transaction has failed, or the transaction is overdue.
+///
+/// `commit_transaction` flushes by itself, but its flush sleeps in 100 ms steps when delivery
+/// reports are served by another thread, which made every commit cost 100 ms. Polling the
+/// count in 1 ms steps takes the commit down to a few milliseconds.
+///
+/// Not waiting on for a failed or overdue transaction is what keeps the producer alive through
+/// a broker's failure. librdkafka holds records back that cannot be sent (a partition without
+/// a leader, or one paused after a broken sequence until an abort bumps the epoch), and only
+/// their message timeout, the whole transaction timeout, would end the wait. By then the
+/// coordinator has aborted the transaction itself and bumped the epoch, and the producer's own
+/// abort is fenced, a fatal error. Seen in a hard rolling restart: a 54 s wait, then `_FENCED`.
+pub(super) fn drain(producer: &ThreadedProducer<DeliveryCounter>, txn: &Open) -> Drained {
+    loop {
+        if failures(producer) > txn.failed_before {
+            return Drained::Failed;
+        }
+        if producer.in_flight_count() == 0 {
+            return Drained::Delivered;
+        }
+        if txn.opened.elapsed() >= txn.overdue_after {
+            return Drained::Overdue;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Records whose delivery has failed so far, over the producer's life.
+fn failures(producer: &ThreadedProducer<DeliveryCounter>) -> u64 {
+    producer.context().failed.load(Ordering::Relaxed)
+}
+
+pub(super) fn abort<C: ProducerContext>(
+    producer: &ThreadedProducer<C>,
+) -> Result<(), ProduceError> {
+    producer
+        .abort_transaction(Timeout::Never)
+        .map_err(ProduceError::Fatal)
+}
+
+/// The open transaction that [`finish_txn`] ends.
+pub(super) struct Txn<'a> {
+    pub(super) records: &'a [ProducedRecord],
+    pub(super) planned_abort: bool,
+    pub(super) open: Open,
+}
+
+/// Why a transaction is to be aborted and sent again, if it is.
+enum Outcome {
+    Committed,
+    Resend(String),
+    /// A retriable commit error: the same commit is tried again.
+    RetryCommit(String),
+}
+
+/// Commits (or, as planned, aborts) the open transaction. A transaction that failed, is
+/// overdue or hit an abortable error is aborted and its records sent again in a new one.
+/// Returns whether it committed.
+pub(super) fn finish_txn(
+    producer: &ThreadedProducer<DeliveryCounter>,
+    cfg: &ProduceConfig,
+    txn: Txn<'_>,
+    summary: &mut ProduceSummary,
+) -> Result<bool, ProduceError> {
+    let Txn {
+        records: batch,
+        planned_abort,
+        mut open,
+    } = txn;
+    if planned_abort {
+        // Let the records reach the log first, so an aborted transaction leaves aborted data
+        // there for read_committed readers to skip, as a real failure would.
+        drain(producer, &open);
+        abort(producer)?;
+        summary.aborted_txns += 1;
+        summary.aborted_records += batch.len() as u64;
+        return Ok(false);
+    }
+    let mut attempt = 1;
+    loop {
+        let reason = match drain(producer, &open) {
+            Drained::Delivered => match commit(producer, cfg)? {
+                Outcome::Committed => {
+                    summary.committed_txns += 1;
+                    summary.committed_records += batch.len() as u64;
+                    summary.bytes_committed += batch
+                        .iter()
+                        .map(|r| (r.key.len() + r.value.len()) as u64)
+                        .sum::<u64>();
+                    return Ok(true);
+                }
+                Outcome::RetryCommit(e) => {
+                    let e = another_attempt(&mut attempt, e)?;
+                    crate::ops::metrics::producer().error("retriable");
+                    warn!(error = %e, attempt, "commit failed with a retriable error; retrying");
+                    continue;
+                }
+                Outcome::Resend(e) => e,
+            },
+            Drained::Failed => "a record of the transaction was not delivered".to_string(),
+            Drained::Overdue => format!(
+                "records still unacknowledged after half the transaction timeout ({:?})",
+                open.overdue_after
+            ),
+        };
+        let reason = another_attempt(&mut attempt, reason)?;
+        crate::ops::metrics::producer().error("abortable");
+        warn!(error = %reason, attempt, "transaction must be aborted; sending it again");
+        abort(producer)?;
+        summary.retried_txns += 1;
+        producer.begin_transaction().map_err(ProduceError::Fatal)?;
+        open = Open::now(producer, cfg);
+        if let Err(e) = send_records(producer, &cfg.kafka.topic, batch) {
+            warn!(error = %e, "send failed while retrying a transaction");
+        }
+    }
+}
+
+/// Counts one more attempt at the transaction, or gives up after [`MAX_TXN_ATTEMPTS`] with
+/// `last`, why the last one failed.
+fn another_attempt(attempt: &mut u32, last: String) -> Result<String, ProduceError> {
+    if *attempt >= MAX_TXN_ATTEMPTS {
+        return Err(ProduceError::RetriesExhausted {
+            attempts: *attempt,
+            last,
+        });
+    }
+    *attempt += 1;
+    Ok(last)
+}
+
+/// Commits the transaction whose records have all been acknowledged, and sorts a failure:
+/// refused or fatal ends the run, abortable resends, anything else tries the commit again.
+fn commit(
+    producer: &ThreadedProducer<DeliveryCounter>,
+    cfg: &ProduceConfig,
+) -> Result<Outcome, ProduceError> {
+    let Err(e) = producer.commit_transaction(Timeout::Never) else {
+        return Ok(Outcome::Committed);
+    };
+    if let Some(r) = refused(&e, cfg) {
+        return Err(r.into());
+    }
+    let Some(t) = txn_error(&e) else {
+        return Err(ProduceError::Fatal(e));
+    };
+    if t.is_fatal() {
+        return Err(ProduceError::Fatal(e));
+    }
+    if t.txn_requires_abort() {
+        Ok(Outcome::Resend(e.to_string()))
+    } else {
+        Ok(Outcome::RetryCommit(e.to_string()))
+    }
+}
