@@ -205,6 +205,14 @@ fn in_range(field: &str, text: &str, ms: i64, event_ms: Option<i64>) -> Result<(
     ))
 }
 
+/// What windowing reads from a valid record: its times and its campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventFields {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub campaign_id: i64,
+}
+
 /// Decodes one record value. `record_ts_ms` is the Kafka record's timestamp; an event further
 /// than `max_future_skew_ms` after it is invalid. The record timestamp is part of the log, so a
 /// replay decides the same way, which a wall-clock check would not.
@@ -213,6 +221,35 @@ pub fn decode(
     record_ts_ms: Option<i64>,
     limits: &Limits,
 ) -> Result<ViewEvent, DecodeError> {
+    decode_with(value, record_ts_ms, limits, |view_id, f, banner_id| {
+        ViewEvent {
+            view_id: view_id.into_owned(),
+            start_ms: f.start_ms,
+            end_ms: f.end_ms,
+            banner_id,
+            campaign_id: f.campaign_id,
+        }
+    })
+}
+
+/// [`decode`], keeping only what windowing reads: the same checks and the same rejects,
+/// without copying the view id out of the record.
+pub fn decode_fields(
+    value: Option<&[u8]>,
+    record_ts_ms: Option<i64>,
+    limits: &Limits,
+) -> Result<EventFields, DecodeError> {
+    decode_with(value, record_ts_ms, limits, |_, f, _| f)
+}
+
+/// Decodes and checks a record value, then builds the caller's view of it from the view id,
+/// the fields windowing reads and the banner id.
+fn decode_with<T>(
+    value: Option<&[u8]>,
+    record_ts_ms: Option<i64>,
+    limits: &Limits,
+    make: impl FnOnce(Cow<'_, str>, EventFields, i64) -> T,
+) -> Result<T, DecodeError> {
     let bytes = match value {
         Some(b) if !b.is_empty() => b,
         _ => return Err(fail(RejectReason::EmptyValue, "record has no value", None)),
@@ -240,15 +277,13 @@ pub fn decode(
     };
     let banner_id = raw.banner_id.ok_or_else(|| missing("bannerId"))?;
     let campaign_id = raw.campaign_id.ok_or_else(|| missing("campaignId"))?;
-    let event = ViewEvent {
-        view_id: view_id.into_owned(),
+    let fields = EventFields {
         start_ms,
         end_ms,
-        banner_id,
         campaign_id,
     };
-    check_bounds(&event, (&start_text, &end_text), record_ts_ms, limits)?;
-    Ok(event)
+    check_bounds(&fields, (&start_text, &end_text), record_ts_ms, limits)?;
+    Ok(make(view_id, fields, banner_id))
 }
 
 /// A timestamp field: present, ISO-8601, and within the years Landfall accepts. Returns its
@@ -279,7 +314,7 @@ fn timestamp<'a>(
 /// An event's times must be in order, its view no longer than the bound, and its end no
 /// further than the skew after the record's timestamp.
 fn check_bounds(
-    ev: &ViewEvent,
+    ev: &EventFields,
     (start_text, end_text): (&str, &str),
     record_ts_ms: Option<i64>,
     limits: &Limits,

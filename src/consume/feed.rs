@@ -6,14 +6,20 @@
 //! rebalance, "caught up") first calls [`Feed::drain`], which hands over the batch being filled
 //! and waits until the worker has processed everything it was given. After a drain the
 //! pipeline has seen exactly the records polled so far, as if there were one thread.
+//!
+//! When the worker is behind (its queue is full, as while it lands a group of files), the
+//! poll thread would only wait. It decodes the batch instead, before it waits: decoding is a
+//! pure function of the record and the limits, so the worker then windows the same events it
+//! would have decoded itself, and spends its time on what only it can do.
 
 use std::ops::Range;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use rdkafka::message::{BorrowedMessage, Message};
 
+use crate::consume::decode::{decode_fields, DecodeError, EventFields, Limits};
 use crate::consume::pipeline::{ConsumedRecord, Pipeline, PipelineError};
 
 /// Records per batch: large enough that the hand-off costs little per record, small enough
@@ -27,6 +33,9 @@ const QUEUED_BATCHES: usize = 2;
 pub struct Batch {
     bytes: Vec<u8>,
     records: Vec<Meta>,
+    /// Each record's value decoded, in order, when the poll thread decoded the batch; empty
+    /// when the worker decodes them itself.
+    decoded: Vec<Result<EventFields, DecodeError>>,
 }
 
 struct Meta {
@@ -68,17 +77,39 @@ impl Batch {
     fn clear(&mut self) {
         self.bytes.clear();
         self.records.clear();
+        self.decoded.clear();
+    }
+
+    fn value(&self, m: &Meta) -> Option<&[u8]> {
+        m.value.clone().map(|r| &self.bytes[r])
+    }
+
+    /// Decodes every record's value, as the pipeline would.
+    fn decode(&mut self, limits: &Limits) {
+        let Batch {
+            bytes,
+            records,
+            decoded,
+        } = self;
+        decoded.clear();
+        decoded.extend(records.iter().map(|m| {
+            let value = m.value.clone().map(|r| &bytes[r]);
+            decode_fields(value, m.timestamp_ms, limits)
+        }));
     }
 
     fn records(&self) -> impl Iterator<Item = ConsumedRecord<'_>> {
-        let slice = |r: &Option<Range<usize>>| r.clone().map(|r| &self.bytes[r]);
-        self.records.iter().map(move |m| ConsumedRecord {
-            partition: m.partition,
-            offset: m.offset,
-            key: slice(&m.key),
-            value: slice(&m.value),
-            timestamp_ms: m.timestamp_ms,
-        })
+        self.records
+            .iter()
+            .enumerate()
+            .map(move |(i, m)| ConsumedRecord {
+                partition: m.partition,
+                offset: m.offset,
+                key: m.key.clone().map(|r| &self.bytes[r]),
+                value: self.value(m),
+                timestamp_ms: m.timestamp_ms,
+                decoded: self.decoded.get(i),
+            })
     }
 }
 
@@ -92,6 +123,8 @@ struct Progress {
 /// The poll thread's side of the hand-off.
 pub struct Feed {
     filling: Mutex<Filling>,
+    /// The pipeline's limits, for decoding a batch here when the worker is behind.
+    limits: Limits,
     progress: Arc<(Mutex<Progress>, Condvar)>,
     worker: Mutex<Option<JoinHandle<()>>>,
 }
@@ -105,6 +138,7 @@ struct Filling {
 impl Feed {
     /// Starts the worker, which processes batches into `pipeline`.
     pub fn start(pipeline: Arc<Mutex<Pipeline>>) -> std::io::Result<Feed> {
+        let limits = lock(&pipeline).limits();
         let (to_worker, batches) = sync_channel::<Batch>(QUEUED_BATCHES);
         let (recycle, recycled) = sync_channel::<Batch>(QUEUED_BATCHES + 2);
         let progress = Arc::new((Mutex::new(Progress::default()), Condvar::new()));
@@ -137,6 +171,7 @@ impl Feed {
                 }
             })?;
         Ok(Feed {
+            limits,
             filling: Mutex::new(Filling {
                 batch: Batch::default(),
                 to_worker: Some(to_worker),
@@ -167,7 +202,14 @@ impl Feed {
         let next = f.recycled.try_recv().unwrap_or_default();
         let batch = std::mem::replace(&mut f.batch, next);
         lock(&self.progress.0).pending += 1;
-        let sent = f.to_worker.as_ref().map(|tx| tx.send(batch));
+        let sent = f.to_worker.as_ref().map(|tx| match tx.try_send(batch) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(mut batch)) => {
+                batch.decode(&self.limits);
+                tx.send(batch).map_err(|_| ())
+            }
+            Err(TrySendError::Disconnected(_)) => Err(()),
+        });
         if !matches!(sent, Some(Ok(()))) {
             lock(&self.progress.0).pending -= 1;
             return Err(PipelineError::WorkerStopped);
@@ -248,4 +290,52 @@ fn process(
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch decoded on the poll thread hands each record its own result, in order, as
+    /// the worker would have decoded it.
+    #[test]
+    fn a_decoded_batch_hands_each_record_its_own_result() {
+        let values: [&[u8]; 3] = [
+            br#"{"viewId":"a","startTimestamp":"2024-09-13T06:00:01.000Z","endTimestamp":"2024-09-13T06:00:02.000Z","bannerId":1,"campaignId":10}"#,
+            b"not json",
+            br#"{"viewId":"b","startTimestamp":"2024-09-13T06:00:03.000Z","endTimestamp":"2024-09-13T06:00:09.000Z","bannerId":1,"campaignId":20}"#,
+        ];
+        let mut batch = Batch::default();
+        for (i, v) in values.iter().enumerate() {
+            let start = batch.bytes.len();
+            batch.bytes.extend_from_slice(v);
+            batch.records.push(Meta {
+                partition: 0,
+                offset: i as i64,
+                timestamp_ms: Some(1_726_207_200_000),
+                key: None,
+                value: Some(start..batch.bytes.len()),
+            });
+        }
+        let limits = Limits {
+            max_future_skew_ms: 3_600_000,
+            max_duration_ms: 86_400_000,
+        };
+        assert!(batch.records().all(|r| r.decoded.is_none()));
+        batch.decode(&limits);
+        for (r, v) in batch.records().zip(values) {
+            let want = decode_fields(Some(v), Some(1_726_207_200_000), &limits);
+            assert_eq!(r.decoded, Some(&want));
+        }
+        assert_eq!(
+            batch
+                .records()
+                .filter_map(|r| r.decoded?.as_ref().ok())
+                .map(|e| e.campaign_id)
+                .collect::<Vec<_>>(),
+            [10, 20]
+        );
+        batch.clear();
+        assert!(batch.decoded.is_empty());
+    }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use crate::consume::commit::{CommitMeta, CommitPoint};
-use crate::consume::decode::{decode, Limits, RejectReason};
+use crate::consume::decode::{decode_fields, DecodeError, EventFields, Limits, RejectReason};
 use crate::consume::enrich::CampaignTable;
 use crate::consume::reject::{RejectBuffer, RejectRecord};
 use crate::consume::sink::{Landed, Sink, SinkError, TableChange};
@@ -19,7 +19,6 @@ use crate::consume::state::{PartitionCheckpoint, StateError, StateStore};
 use crate::consume::window::{
     ClosedWindow, IdleMark, PartitionWindows, Placement, Progress, WindowConfig,
 };
-use crate::event::ViewEvent;
 use crate::identity::{Identity, IdentityError, Settings};
 use crate::ops::kafka::KafkaSettings;
 use crate::ops::metrics::{self, PartitionMetrics};
@@ -186,6 +185,9 @@ pub struct ConsumedRecord<'a> {
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
     pub timestamp_ms: Option<i64>,
+    /// The value already decoded with this pipeline's limits (by the poll thread, while the
+    /// worker was behind), or None to decode it here: the same pure function either way.
+    pub decoded: Option<&'a Result<EventFields, DecodeError>>,
 }
 
 impl Pipeline {
@@ -300,6 +302,11 @@ impl Pipeline {
 
     /// Marks the pipeline as having failed part-way: nothing is checkpointed or committed
     /// again (see `checkpoint`).
+    /// The limits records are decoded with.
+    pub fn limits(&self) -> Limits {
+        self.cfg.limits()
+    }
+
     pub fn poison(&mut self) {
         self.poisoned = true;
     }
@@ -335,7 +342,11 @@ impl Pipeline {
         self.totals.records += 1;
         self.dirty = true;
         let progress_before = st.windows.progress();
-        let closed = match decode(r.value, r.timestamp_ms, &limits) {
+        let decoded = match r.decoded {
+            Some(d) => d.clone(),
+            None => decode_fields(r.value, r.timestamp_ms, &limits),
+        };
+        let closed = match decoded {
             Err(e) => {
                 self.totals.rejected(e.reason);
                 st.metrics.invalid.inc();
@@ -480,7 +491,7 @@ fn count_event(
     totals: &mut Totals,
     table: &CampaignTable,
     r: &ConsumedRecord<'_>,
-    ev: &ViewEvent,
+    ev: &EventFields,
     progress_before: &Progress,
 ) -> Vec<ClosedWindow> {
     let (placement, closed) =

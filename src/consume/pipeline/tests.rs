@@ -69,13 +69,22 @@ fn value(end_secs: Option<i64>) -> Vec<u8> {
 
 /// Feeds `log[from..to]` as one batch.
 fn feed(p: &mut Pipeline, log: &[Vec<u8>], from: usize, to: usize) {
+    feed_with(p, log, from, to, false);
+}
+
+/// Feeds `log[from..to]` as one batch, decoded beforehand (as the poll thread does when the
+/// worker is behind) when `predecoded`.
+fn feed_with(p: &mut Pipeline, log: &[Vec<u8>], from: usize, to: usize, predecoded: bool) {
+    let limits = p.limits();
     for (o, v) in log.iter().enumerate().take(to).skip(from) {
+        let decoded = predecoded.then(|| decode_fields(Some(v), Some(0), &limits));
         p.handle(ConsumedRecord {
             partition: 0,
             offset: o as i64,
             key: None,
             value: Some(v),
             timestamp_ms: Some(0),
+            decoded: decoded.as_ref(),
         })
         .unwrap();
     }
@@ -220,4 +229,46 @@ fn a_replay_repeats_an_idle_close_from_its_mark() {
         );
         assert_eq!(windows(crashy.path()), want_windows);
     }
+}
+
+/// A record decoded by the poll thread lands exactly as one the worker decodes: the same
+/// files, byte for byte, windows and rejects (malformed and late records) alike.
+#[test]
+fn records_decoded_beforehand_land_the_same_files() {
+    let log = vec![
+        value(Some(10)),
+        value(None),
+        value(Some(70)),
+        value(Some(130)),
+        value(Some(5)), // late: its window closed at 130
+        value(Some(200)),
+        value(Some(260)),
+    ];
+    let files = |predecoded: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = pipeline(dir.path(), "state", None);
+        feed_with(&mut p, &log, 0, log.len(), predecoded);
+        let mut out = BTreeMap::new();
+        for root in ["report", "rejects"] {
+            for e in walkdir::WalkDir::new(dir.path().join(root)) {
+                let e = e.unwrap();
+                if e.file_type().is_file() {
+                    let rel = e.path().strip_prefix(dir.path()).unwrap().to_owned();
+                    out.insert(rel, std::fs::read(e.path()).unwrap());
+                }
+            }
+        }
+        out
+    };
+    let (worker, poll_thread) = (files(false), files(true));
+    assert!(
+        worker.keys().any(|k| k.starts_with("rejects")),
+        "no reject file"
+    );
+    assert!(worker.len() >= 4, "too few files: {:?}", worker.keys());
+    assert_eq!(
+        worker.keys().collect::<Vec<_>>(),
+        poll_thread.keys().collect::<Vec<_>>()
+    );
+    assert!(worker == poll_thread, "the files' bytes differ");
 }
