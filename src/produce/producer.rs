@@ -331,7 +331,7 @@ fn run_one(
             break;
         }
         producer.begin_transaction().map_err(ProduceError::Fatal)?;
-        let open = Open::now(&producer, cfg);
+        let open = Open::now(cfg);
         let (txn_opened, txn_max) = (open.opened, open.fill_for);
         let mut batch = Vec::with_capacity(cfg.txn_size);
         while batch.len() < cfg.txn_size && (cfg.count == 0 || summary.generated < cfg.count) {

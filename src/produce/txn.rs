@@ -1,7 +1,6 @@
 //! Ending a transaction: waiting for its records, then committing it, or aborting it and
 //! sending its records again in a new one when it failed, is overdue or hit an abortable error.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::{Producer, ProducerContext, ThreadedProducer};
@@ -14,7 +13,7 @@ use crate::produce::producer::{
     MAX_TXN_ATTEMPTS,
 };
 
-/// An open transaction's clock and the failed deliveries before it, to tell its own.
+/// An open transaction's clock.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Open {
     pub(super) opened: Instant,
@@ -22,18 +21,16 @@ pub(super) struct Open {
     /// transaction timeout, whatever that says. The rest is left for the records to be
     /// acknowledged, and for an abort and a resend if they are not (see [`drain`]).
     pub(super) fill_for: Duration,
-    failed_before: u64,
     /// Half the transaction timeout: past it, records still unacknowledged are given up on.
     overdue_after: Duration,
 }
 
 impl Open {
     /// Called right after `begin_transaction`.
-    pub(super) fn now(producer: &ThreadedProducer<DeliveryCounter>, cfg: &ProduceConfig) -> Self {
+    pub(super) fn now(cfg: &ProduceConfig) -> Self {
         Open {
             opened: Instant::now(),
             fill_for: cfg.txn_max.min(cfg.transaction_timeout / 4),
-            failed_before: failures(producer),
             overdue_after: cfg.transaction_timeout / 2,
         }
     }
@@ -42,32 +39,33 @@ impl Open {
 /// How waiting for a transaction's records ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Drained {
-    /// Every record acknowledged: the transaction can be committed.
+    /// No record is in flight: the transaction can be committed (and the commit says whether
+    /// one of them failed).
     Delivered,
-    /// A record of the transaction failed: it can only be aborted.
-    Failed,
     /// Records still unacknowledged after half the transaction timeout.
     Overdue,
 }
 
-/// Waits until every sent record has been acknowledged and its delivery report served, a
-/// record of this transaction has failed, or the transaction is overdue.
+/// Waits until no sent record is in flight (each acknowledged or failed, and its delivery
+/// report served), or until the transaction is overdue.
 ///
 /// `commit_transaction` flushes by itself, but its flush sleeps in 100 ms steps when delivery
 /// reports are served by another thread, which made every commit cost 100 ms. Polling the
 /// count in 1 ms steps takes the commit down to a few milliseconds.
 ///
-/// Not waiting on for a failed or overdue transaction is what keeps the producer alive through
-/// a broker's failure. librdkafka holds records back that cannot be sent (a partition without
-/// a leader, or one paused after a broken sequence until an abort bumps the epoch), and only
+/// Not waiting on past half the transaction timeout is what keeps the producer alive through a
+/// broker's failure. librdkafka holds back records that cannot be sent (a partition without a
+/// leader, or one paused after a broken sequence until an abort bumps the epoch), and only
 /// their message timeout, the whole transaction timeout, would end the wait. By then the
 /// coordinator has aborted the transaction itself and bumped the epoch, and the producer's own
 /// abort is fenced, a fatal error. Seen in a hard rolling restart: a 54 s wait, then `_FENCED`.
-pub(super) fn drain(producer: &ThreadedProducer<DeliveryCounter>, txn: &Open) -> Drained {
+///
+/// A failed record does not end the wait early: the commit that follows reports why the
+/// transaction failed (a topic the user may not write to, say, which no resend can fix), and
+/// an abort sent at once can be refused by the broker (INVALID_TXN_STATE right after a refused
+/// AddPartitionsToTxn), which librdkafka treats as fatal.
+pub(super) fn drain<C: ProducerContext>(producer: &ThreadedProducer<C>, txn: &Open) -> Drained {
     loop {
-        if failures(producer) > txn.failed_before {
-            return Drained::Failed;
-        }
         if producer.in_flight_count() == 0 {
             return Drained::Delivered;
         }
@@ -76,11 +74,6 @@ pub(super) fn drain(producer: &ThreadedProducer<DeliveryCounter>, txn: &Open) ->
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-}
-
-/// Records whose delivery has failed so far, over the producer's life.
-fn failures(producer: &ThreadedProducer<DeliveryCounter>) -> u64 {
-    producer.context().failed.load(Ordering::Relaxed)
 }
 
 pub(super) fn abort<C: ProducerContext>(
@@ -150,7 +143,6 @@ pub(super) fn finish_txn(
                 }
                 Outcome::Resend(e) => e,
             },
-            Drained::Failed => "a record of the transaction was not delivered".to_string(),
             Drained::Overdue => format!(
                 "records still unacknowledged after half the transaction timeout ({:?})",
                 open.overdue_after
@@ -162,7 +154,7 @@ pub(super) fn finish_txn(
         abort(producer)?;
         summary.retried_txns += 1;
         producer.begin_transaction().map_err(ProduceError::Fatal)?;
-        open = Open::now(producer, cfg);
+        open = Open::now(cfg);
         if let Err(e) = send_records(producer, &cfg.kafka.topic, batch) {
             warn!(error = %e, "send failed while retrying a transaction");
         }
