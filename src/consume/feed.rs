@@ -80,10 +80,6 @@ impl Batch {
         self.decoded.clear();
     }
 
-    fn value(&self, m: &Meta) -> Option<&[u8]> {
-        m.value.clone().map(|r| &self.bytes[r])
-    }
-
     /// Decodes every record's value, as the pipeline would.
     fn decode(&mut self, limits: &Limits) {
         let Batch {
@@ -92,10 +88,11 @@ impl Batch {
             decoded,
         } = self;
         decoded.clear();
-        decoded.extend(records.iter().map(|m| {
-            let value = m.value.clone().map(|r| &bytes[r]);
-            decode_fields(value, m.timestamp_ms, limits)
-        }));
+        decoded.extend(
+            records
+                .iter()
+                .map(|m| decode_fields(slice(bytes, &m.value), m.timestamp_ms, limits)),
+        );
     }
 
     fn records(&self) -> impl Iterator<Item = ConsumedRecord<'_>> {
@@ -105,12 +102,17 @@ impl Batch {
             .map(move |(i, m)| ConsumedRecord {
                 partition: m.partition,
                 offset: m.offset,
-                key: m.key.clone().map(|r| &self.bytes[r]),
-                value: self.value(m),
+                key: slice(&self.bytes, &m.key),
+                value: slice(&self.bytes, &m.value),
                 timestamp_ms: m.timestamp_ms,
                 decoded: self.decoded.get(i),
             })
     }
+}
+
+/// A key's or value's bytes in a batch's buffer.
+fn slice<'a>(bytes: &'a [u8], range: &Option<Range<usize>>) -> Option<&'a [u8]> {
+    range.clone().map(|r| &bytes[r])
 }
 
 /// What the worker reports back: batches not yet processed, and its first error.

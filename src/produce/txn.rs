@@ -91,17 +91,18 @@ pub(super) struct Txn<'a> {
     pub(super) open: Open,
 }
 
-/// Why a transaction is to be aborted and sent again, if it is.
+/// How a commit ended, when it did not end the run.
 enum Outcome {
     Committed,
+    /// An abortable error: the transaction is aborted and its records sent again.
     Resend(String),
     /// A retriable commit error: the same commit is tried again.
     RetryCommit(String),
 }
 
-/// Commits (or, as planned, aborts) the open transaction. A transaction that failed, is
-/// overdue or hit an abortable error is aborted and its records sent again in a new one.
-/// Returns whether it committed.
+/// Commits (or, as planned, aborts) the open transaction. A transaction that is overdue or
+/// hit an abortable error is aborted and its records sent again in a new one. Returns whether
+/// it committed.
 pub(super) fn finish_txn(
     producer: &ThreadedProducer<DeliveryCounter>,
     cfg: &ProduceConfig,
