@@ -264,6 +264,64 @@ fn a_hard_rolling_restart_of_every_broker_loses_nothing() {
     book(&topic, &group, &d, ledger);
 }
 
+/// `landfall produce` for the tests of a partition without a leader: one replica, 3,000
+/// records at `rate` per second, transactions open up to 9 s against a 10 s transaction timeout,
+/// and no planned aborts (transactions end by the clock here, and with aborts the records
+/// committed would depend on where they end).
+fn one_replica_producer(topic: &str, rate: &str) -> Command {
+    let mut cmd = produce_cmd(topic, 3, 3_000, 9, 0);
+    cmd.env("LANDFALL_REPLICATION_FACTOR", "1")
+        .env("LANDFALL_ABORT_FRACTION", "0")
+        .env("LANDFALL_RATE", rate)
+        .env("LANDFALL_TXN_MAX_MS", "9000")
+        .env("LANDFALL_TRANSACTION_TIMEOUT_MS", "10000");
+    cmd
+}
+
+/// A broker that leads one of the topic's partitions but is not its transaction coordinator.
+fn a_leader_not_the_coordinator(cluster: &Cluster, topic: &str) -> u32 {
+    let coordinator = cluster.coordinator("txn", topic);
+    (0..3)
+        .map(|p| cluster.leader(topic, p))
+        .find(|&b| b != coordinator)
+        .expect("a partition led by a broker that is not the transaction coordinator")
+}
+
+/// After a leaderless-partition test's outage: the producer succeeded, giving up on (or
+/// starting again after) a transaction it could not finish; its committed records equal a run
+/// without the outage; the consumer reads the topic to its end and `verify` is clean.
+fn settle_one_replica(
+    cluster: &Cluster,
+    topic: &str,
+    mut producer: ChildGuard,
+    producer_log: &std::path::Path,
+    d: &Dirs,
+    mut ledger: Ledger,
+) {
+    producer_succeeded(&mut producer, producer_log);
+    let said = read_log(producer_log);
+    assert!(
+        said.contains("transaction must be aborted; sending it again"),
+        "the producer never gave up on a transaction during the outage:\n{said}"
+    );
+    for line in said
+        .lines()
+        .filter(|l| l.contains("sending it again") || l.contains("a new producer"))
+    {
+        eprintln!("producer: {line}");
+    }
+    cluster.wait_isr();
+
+    let reference = format!("{topic}-ref");
+    run_ok(one_replica_producer(&reference, "0"));
+    assert_same_records(topic, &reference);
+    ledger.events += 3_000;
+    // What the aborted attempts left in the log is read by no one: verify clean.
+    let group = format!("{topic}-g");
+    consume_to_end(topic, &group, d);
+    book(topic, &group, d, ledger);
+}
+
 /// A partition with no leader for longer than the transaction timeout: one replica, its
 /// broker down for 16 s against a 10 s timeout, while transactions stay open up to 9 s
 /// (`--txn-max-ms`). The producer must give up on a transaction that cannot finish and send it
@@ -274,28 +332,12 @@ fn a_partition_without_a_leader_past_the_transaction_timeout_does_not_fence_the_
     let cluster = Cluster::take();
     let mut ledger = Ledger::new("cluster_no_leader");
     let topic = unique_topic("cl-noleader");
-    let reference = format!("{topic}-ref");
     let d = dirs();
-    let producing = |t: &str, rate: &str| {
-        let mut cmd = produce_cmd(t, 3, 3_000, 9, 0);
-        // No planned aborts: transactions end by the clock here, and with aborts the records
-        // committed would depend on where they end.
-        cmd.env("LANDFALL_REPLICATION_FACTOR", "1")
-            .env("LANDFALL_ABORT_FRACTION", "0")
-            .env("LANDFALL_RATE", rate)
-            .env("LANDFALL_TXN_MAX_MS", "9000")
-            .env("LANDFALL_TRANSACTION_TIMEOUT_MS", "10000");
-        cmd
-    };
-    let (mut producer, producer_log) = spawn(producing(&topic, "100"), &d, "producer");
+    let (mut producer, producer_log) = spawn(one_replica_producer(&topic, "100"), &d, "producer");
     wait_until("the topic", Duration::from_secs(30), || {
         topic_exists(&topic)
     });
-    let coordinator = cluster.coordinator("txn", &topic);
-    let victim = (0..3)
-        .map(|p| cluster.leader(&topic, p))
-        .find(|&b| b != coordinator)
-        .expect("a partition led by a broker that is not the transaction coordinator");
+    let victim = a_leader_not_the_coordinator(&cluster, &topic);
     std::thread::sleep(Duration::from_secs(1));
     assert_running(&mut producer, "producer", &producer_log);
     cluster.kill(victim);
@@ -303,24 +345,43 @@ fn a_partition_without_a_leader_past_the_transaction_timeout_does_not_fence_the_
     ledger.kills += 1;
     std::thread::sleep(Duration::from_secs(16));
     cluster.start(victim);
-    producer_succeeded(&mut producer, &producer_log);
-    let said = read_log(&producer_log);
-    assert!(
-        said.contains("transaction must be aborted; sending it again"),
-        "the producer never gave up on a transaction during the outage:\n{said}"
-    );
-    for line in said.lines().filter(|l| l.contains("sending it again")) {
-        eprintln!("producer: {line}");
-    }
-    cluster.wait_isr();
+    settle_one_replica(&cluster, &topic, producer, &producer_log, &d, ledger);
+}
 
-    run_ok(producing(&reference, "0"));
-    assert_same_records(&topic, &reference);
-    ledger.events += 3_000;
-    // What the aborted attempts left in the log is read by no one: verify clean.
-    let group = format!("{topic}-g");
-    consume_to_end(&topic, &group, &d);
-    book(&topic, &group, &d, ledger);
+/// A leader killed between a transaction's last acknowledgement and its commit: the commit
+/// succeeds (the coordinator answers once it has logged it), but its markers wait for the
+/// broker. Until they are written the coordinator refuses the next transaction its partitions
+/// (CONCURRENT_TRANSACTIONS), so that one is overdue; its abort, retried until the broker is
+/// back, then finds the committed transaction complete and is refused (INVALID_TXN_STATE),
+/// which librdkafka makes fatal. Nothing of the refused transaction was ever registered, let
+/// alone committed: the producer must start a new producer and send it again. Seen once in CI
+/// as an exit with that error; the producer is held just before its first commit
+/// (`before-txn-commit`) while the broker is killed, so it happens every time.
+#[test]
+fn a_commit_whose_markers_wait_for_a_dead_leader_does_not_end_the_producer() {
+    let cluster = Cluster::take();
+    let mut ledger = Ledger::new("cluster_commit_markers");
+    let topic = unique_topic("cl-markers");
+    let d = dirs();
+    let pause = d.tmp.path().join("paused-before-commit");
+    let mut cmd = one_replica_producer(&topic, "100");
+    cmd.env("LANDFALL_FAILPOINT", "before-txn-commit:1")
+        .env("LANDFALL_FAILPOINT_PAUSE", &pause);
+    let (mut producer, producer_log) = spawn(cmd, &d, "producer");
+    wait_until(
+        "the producer at its first commit",
+        Duration::from_secs(60),
+        || pause.exists(),
+    );
+    let victim = a_leader_not_the_coordinator(&cluster, &topic);
+    assert_running(&mut producer, "producer", &producer_log);
+    cluster.kill(victim);
+    ledger.faults += 1;
+    ledger.kills += 1;
+    std::fs::remove_file(&pause).unwrap();
+    std::thread::sleep(Duration::from_secs(16));
+    cluster.start(victim);
+    settle_one_replica(&cluster, &topic, producer, &producer_log, &d, ledger);
 }
 
 /// With two of the three brokers down, `min.insync.replicas=2` cannot be met: the producer

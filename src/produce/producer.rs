@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::ops::kafka::{refusal, wait_for_topic, Doing, KafkaSettings, KafkaSetupError, Refusal};
 use crate::produce::generator::{Generator, GeneratorConfig, ProducedRecord};
-use crate::produce::txn::{abort, drain, finish_txn, Open, Txn};
+use crate::produce::txn::{abort_uncommitted, drain, finish_txn, Open, Txn};
 
 /// Where "now" comes from for generated events.
 #[derive(Debug, Clone, PartialEq)]
@@ -317,7 +317,7 @@ fn run_one(
     shutdown: &CancellationToken,
 ) -> Result<ProduceSummary, ProduceError> {
     let started = Instant::now();
-    let producer = transactional_producer(cfg)?;
+    let mut producer = transactional_producer(cfg)?;
     let metrics = crate::ops::metrics::producer();
     metrics.process.set_ready(true);
 
@@ -371,7 +371,7 @@ fn run_one(
             // first: aborting with records in flight purges them, and the broker can then
             // refuse the EndTxn (INVALID_TXN_STATE), which librdkafka treats as fatal.
             drain(&producer, &open);
-            abort(&producer)?;
+            abort_uncommitted(&mut producer, cfg)?;
             summary.aborted_txns += 1;
             summary.aborted_records += batch.len() as u64;
             metrics.txn_ended(false, batch.len(), txn_opened);
@@ -384,7 +384,7 @@ fn run_one(
             planned_abort,
             open,
         };
-        let committed = finish_txn(&producer, cfg, txn, &mut summary)?;
+        let committed = finish_txn(&mut producer, cfg, txn, &mut summary)?;
         metrics.txn_ended(committed, batch.len(), txn_opened);
     }
     metrics.process.set_ready(false);
@@ -394,7 +394,7 @@ fn run_one(
 
 /// The transactional producer, its topic found and its transactions initialised (which
 /// fences an earlier producer with the same transactional id).
-fn transactional_producer(
+pub(super) fn transactional_producer(
     cfg: &ProduceConfig,
 ) -> Result<ThreadedProducer<DeliveryCounter>, ProduceError> {
     let mut config = producer_config(&cfg.kafka);

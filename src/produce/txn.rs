@@ -3,14 +3,16 @@
 
 use std::time::{Duration, Instant};
 
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{Producer, ProducerContext, ThreadedProducer};
 use rdkafka::util::Timeout;
 use tracing::warn;
 
+use crate::ops::failpoint;
 use crate::produce::generator::ProducedRecord;
 use crate::produce::producer::{
-    refused, send_records, txn_error, DeliveryCounter, ProduceConfig, ProduceError, ProduceSummary,
-    MAX_TXN_ATTEMPTS,
+    refused, send_records, transactional_producer, txn_error, DeliveryCounter, ProduceConfig,
+    ProduceError, ProduceSummary, MAX_TXN_ATTEMPTS,
 };
 
 /// An open transaction's clock.
@@ -76,12 +78,51 @@ pub(super) fn drain<C: ProducerContext>(producer: &ThreadedProducer<C>, txn: &Op
     }
 }
 
-pub(super) fn abort<C: ProducerContext>(
+/// Aborts a transaction this producer may have asked to commit: any refusal is fatal, since
+/// the commit may have gone through.
+fn abort_after_commit<C: ProducerContext>(
     producer: &ThreadedProducer<C>,
 ) -> Result<(), ProduceError> {
     producer
         .abort_transaction(Timeout::Never)
         .map_err(ProduceError::Fatal)
+}
+
+/// Aborts a transaction this producer never asked to commit (planned, overdue, or stopped).
+///
+/// The coordinator may refuse the abort with INVALID_TXN_STATE, which librdkafka makes fatal:
+/// it has no transaction of ours open. That happens when a commit's markers wait for a broker
+/// that is down. The commit itself succeeded, but until its markers are written the coordinator
+/// refuses the next transaction its partitions (CONCURRENT_TRANSACTIONS). librdkafka still
+/// counts the refused requests as registered, so it sends an EndTxn to abort. That EndTxn waits
+/// until the markers are written and then finds the committed transaction complete. Nothing of
+/// this transaction reached a partition, and nothing of it was committed, since no commit was
+/// asked. So this starts a new producer with the same transactional id, which makes the
+/// coordinator bump the epoch, and the caller goes on as after any abort. Any other refusal
+/// (a fenced producer: another one has our transactional id) is still fatal.
+pub(super) fn abort_uncommitted(
+    producer: &mut ThreadedProducer<DeliveryCounter>,
+    cfg: &ProduceConfig,
+) -> Result<(), ProduceError> {
+    let Err(e) = producer.abort_transaction(Timeout::Never) else {
+        return Ok(());
+    };
+    if !nothing_open_to_abort(&e) {
+        return Err(ProduceError::Fatal(e));
+    }
+    crate::ops::metrics::producer().error("restarted");
+    warn!(
+        error = %e,
+        "the coordinator has no transaction of ours open to abort (an earlier commit's markers \
+         were waiting for a broker); starting a new producer"
+    );
+    *producer = transactional_producer(cfg)?;
+    Ok(())
+}
+
+/// Whether an abort was refused because the coordinator has no transaction open to abort.
+fn nothing_open_to_abort(e: &KafkaError) -> bool {
+    txn_error(e).is_some_and(|t| t.code() == RDKafkaErrorCode::InvalidTransactionalState)
 }
 
 /// The open transaction that [`finish_txn`] ends.
@@ -104,7 +145,7 @@ enum Outcome {
 /// hit an abortable error is aborted and its records sent again in a new one. Returns whether
 /// it committed.
 pub(super) fn finish_txn(
-    producer: &ThreadedProducer<DeliveryCounter>,
+    producer: &mut ThreadedProducer<DeliveryCounter>,
     cfg: &ProduceConfig,
     txn: Txn<'_>,
     summary: &mut ProduceSummary,
@@ -118,41 +159,51 @@ pub(super) fn finish_txn(
         // Let the records reach the log first, so an aborted transaction leaves aborted data
         // there for read_committed readers to skip, as a real failure would.
         drain(producer, &open);
-        abort(producer)?;
+        abort_uncommitted(producer, cfg)?;
         summary.aborted_txns += 1;
         summary.aborted_records += batch.len() as u64;
         return Ok(false);
     }
     let mut attempt = 1;
     loop {
-        let reason = match drain(producer, &open) {
-            Drained::Delivered => match commit(producer, cfg)? {
-                Outcome::Committed => {
-                    summary.committed_txns += 1;
-                    summary.committed_records += batch.len() as u64;
-                    summary.bytes_committed += batch
-                        .iter()
-                        .map(|r| (r.key.len() + r.value.len()) as u64)
-                        .sum::<u64>();
-                    return Ok(true);
+        let (reason, commit_asked) = match drain(producer, &open) {
+            Drained::Delivered => {
+                failpoint::hit("before-txn-commit");
+                match commit(producer, cfg)? {
+                    Outcome::Committed => {
+                        summary.committed_txns += 1;
+                        summary.committed_records += batch.len() as u64;
+                        summary.bytes_committed += batch
+                            .iter()
+                            .map(|r| (r.key.len() + r.value.len()) as u64)
+                            .sum::<u64>();
+                        return Ok(true);
+                    }
+                    Outcome::RetryCommit(e) => {
+                        let e = another_attempt(&mut attempt, e)?;
+                        crate::ops::metrics::producer().error("retriable");
+                        warn!(error = %e, attempt, "commit failed with a retriable error; retrying");
+                        continue;
+                    }
+                    Outcome::Resend(e) => (e, true),
                 }
-                Outcome::RetryCommit(e) => {
-                    let e = another_attempt(&mut attempt, e)?;
-                    crate::ops::metrics::producer().error("retriable");
-                    warn!(error = %e, attempt, "commit failed with a retriable error; retrying");
-                    continue;
-                }
-                Outcome::Resend(e) => e,
-            },
-            Drained::Overdue => format!(
-                "records still unacknowledged after half the transaction timeout ({:?})",
-                open.overdue_after
+            }
+            Drained::Overdue => (
+                format!(
+                    "records still unacknowledged after half the transaction timeout ({:?})",
+                    open.overdue_after
+                ),
+                false,
             ),
         };
         let reason = another_attempt(&mut attempt, reason)?;
         crate::ops::metrics::producer().error("abortable");
         warn!(error = %reason, attempt, "transaction must be aborted; sending it again");
-        abort(producer)?;
+        if commit_asked {
+            abort_after_commit(producer)?;
+        } else {
+            abort_uncommitted(producer, cfg)?;
+        }
         summary.retried_txns += 1;
         producer.begin_transaction().map_err(ProduceError::Fatal)?;
         open = Open::now(cfg);
