@@ -325,6 +325,7 @@ async fn bench_consume(args: landfall::cli::BenchConsumeArgs) -> Result<()> {
             &args.work_dir,
             density,
             args.object_store.as_deref(),
+            args.rounds,
         )
         .await?;
         print!("{}", bench::consume_summary(&r));

@@ -16,6 +16,9 @@ pub struct ConsumeReport {
     pub drain_ratio: f64,
     /// exactly-once over no-durability, events/s.
     pub eos_ratio: f64,
+    /// The same, each drain's time counting the writeback it left behind (see
+    /// [`RoundRatios::eos_with_writeback`]).
+    pub eos_with_writeback_ratio: f64,
     /// `landfall consume` landing to the object store `--object-store` names, if given.
     pub landfall_object_store: Option<Measurement>,
     /// Landing to the object store over landing to local disk, events/s.
@@ -25,10 +28,62 @@ pub struct ConsumeReport {
     pub files_landed: u64,
     pub consumer_peak_rss_mb: f64,
     pub no_durability_peak_rss_mb: f64,
+    /// Each round's ratios, in the order run (`--rounds`); the ratios above are their medians.
+    pub rounds: Vec<RoundRatios>,
     /// The drains' output, left in place until every measurement is done: see
     /// [`remove_outputs`].
     #[serde(skip)]
     pub output: std::path::PathBuf,
+}
+
+/// The middle value (the upper one of an even count); None for none.
+fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
+}
+
+/// One round's ratios: its drains against each other.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct RoundRatios {
+    pub drain: f64,
+    pub eos: f64,
+    /// `eos` with each local drain's writeback added to its time: what the no-durability
+    /// drain leaves the kernel to write after it ends, counted against it.
+    pub eos_with_writeback: f64,
+    /// Seconds of writeback each drain left behind: (exactly-once, no durability).
+    pub writeback: (f64, f64),
+    pub object_store: Option<f64>,
+}
+
+/// One round of drains of the pre-loaded topic: bare, exactly-once, without durability, to
+/// the object store, and bare again.
+struct Round {
+    bare: Measurement,
+    landfall: Measurement,
+    fast: Measurement,
+    remote: Option<Measurement>,
+    rss: f64,
+    fast_rss: f64,
+    files_landed: u64,
+    /// The writeback each local drain left behind: (exactly-once, no durability).
+    writeback: (f64, f64),
+}
+
+impl Round {
+    fn ratios(&self) -> RoundRatios {
+        RoundRatios {
+            drain: self.landfall.events_per_sec() / self.bare.events_per_sec(),
+            eos: self.landfall.events_per_sec() / self.fast.events_per_sec(),
+            eos_with_writeback: (self.fast.wall_secs + self.writeback.1)
+                / (self.landfall.wall_secs + self.writeback.0),
+            writeback: self.writeback,
+            object_store: self
+                .remote
+                .as_ref()
+                .map(|r| r.events_per_sec() / self.landfall.events_per_sec()),
+        }
+    }
 }
 
 /// Removes the drains' output. Only after the last measurement: ext4 allocates inodes slowly
@@ -51,6 +106,7 @@ pub async fn consume(
     work_dir: &std::path::Path,
     sim_events_per_sec: f64,
     object_store: Option<&str>,
+    rounds: u32,
 ) -> Result<ConsumeReport, BenchError> {
     let run_id = run_id();
     let object_store = object_store.map(|url| format!("{}/{run_id}", url.trim_end_matches('/')));
@@ -63,53 +119,41 @@ pub async fn consume(
     let work = work_dir.join(format!("bench-{run_id}"));
     tokio::task::spawn_blocking(move || {
         let loaded = producer::run(&cfg, &CancellationToken::new())?;
-        let bytes = loaded.bytes_committed;
-        let bare = measure("bare rdkafka consumer (count bytes)", || {
-            let n = bare_drain(&topic)?;
-            Ok::<_, BenchError>((n.0, n.1))
-        })?;
         let drain = LandfallDrain {
             topic: &topic,
             run_id: &run_id,
             work: &work,
             events,
-            bytes,
+            bytes: loaded.bytes_committed,
         };
-        let (landfall, rss, files_landed) = drain.run("eos", &[], None)?;
-        let (fast, fast_rss, _) = drain.run("nodur", &["--unsafe-no-durability"], None)?;
-        let remote = match &object_store {
-            Some(url) => Some(drain.run("store", &[], Some(url))?.0),
-            None => None,
-        };
-        // The first drain after loading runs against a cold broker; drain bare again and keep
-        // the faster of the two, so the ratio is not flattered by a slow baseline.
-        let again = measure("bare rdkafka consumer (count bytes)", || {
-            let n = bare_drain(&topic)?;
-            Ok::<_, BenchError>((n.0, n.1))
-        })?;
-        let bare = if again.events_per_sec() > bare.events_per_sec() {
-            again
-        } else {
-            bare
-        };
+        let mut all = Vec::new();
+        for round in 0..rounds.max(1) {
+            all.push(drain.round(round, rounds, object_store.as_deref())?);
+        }
+        // The round whose drain ratio is the median stands for the run; every round's ratios
+        // are kept beside it.
+        let ratios: Vec<RoundRatios> = all.iter().map(Round::ratios).collect();
+        all.sort_by(|a, b| a.ratios().drain.total_cmp(&b.ratios().drain));
+        let r = all.swap_remove(all.len() / 2);
+        let median = |f: fn(&RoundRatios) -> Option<f64>| median(ratios.iter().filter_map(f));
         Ok(ConsumeReport {
             output: work,
             events,
             partitions,
             sim_events_per_sec,
-            drain_ratio: landfall.events_per_sec() / bare.events_per_sec(),
-            eos_ratio: landfall.events_per_sec() / fast.events_per_sec(),
-            object_store_ratio: remote
-                .as_ref()
-                .map(|r| r.events_per_sec() / landfall.events_per_sec()),
-            landfall_object_store: remote,
-            consume_events_per_sec: landfall.events_per_sec(),
-            files_landed,
-            consumer_peak_rss_mb: rss,
-            no_durability_peak_rss_mb: fast_rss,
-            bare,
-            landfall,
-            landfall_no_durability: fast,
+            drain_ratio: median(|r| Some(r.drain)).unwrap_or(f64::NAN),
+            eos_ratio: median(|r| Some(r.eos)).unwrap_or(f64::NAN),
+            eos_with_writeback_ratio: median(|r| Some(r.eos_with_writeback)).unwrap_or(f64::NAN),
+            object_store_ratio: median(|r| r.object_store),
+            consume_events_per_sec: r.landfall.events_per_sec(),
+            files_landed: r.files_landed,
+            consumer_peak_rss_mb: r.rss,
+            no_durability_peak_rss_mb: r.fast_rss,
+            rounds: ratios,
+            bare: r.bare,
+            landfall: r.landfall,
+            landfall_no_durability: r.fast,
+            landfall_object_store: r.remote,
         })
     })
     .await
@@ -137,8 +181,38 @@ pub fn consume_summary(r: &ConsumeReport) -> String {
         "eos_ratio (landfall / no fsync, commits) = {:.3}\n",
         r.eos_ratio
     );
+    let wb = |f: fn(&RoundRatios) -> f64| median(r.rounds.iter().map(f)).unwrap_or(f64::NAN);
+    out += &format!(
+        "eos_ratio counting the writeback each drain left behind ({:.2} s exactly-once, {:.2} s \
+         no durability) = {:.3}\n",
+        wb(|x| x.writeback.0),
+        wb(|x| x.writeback.1),
+        r.eos_with_writeback_ratio
+    );
     if let Some(ratio) = r.object_store_ratio {
         out += &format!("object_store_ratio (object store / local disk) = {ratio:.3}\n");
+    }
+    if r.rounds.len() > 1 {
+        let list = |f: fn(&RoundRatios) -> Option<f64>| {
+            r.rounds
+                .iter()
+                .filter_map(f)
+                .map(|x| format!("{x:.3}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        out += &format!(
+            "rounds ({}; the table is the median drain round's, the ratios above the medians): \
+             drain {}; eos {}; eos counting the writeback {}",
+            r.rounds.len(),
+            list(|x| Some(x.drain)),
+            list(|x| Some(x.eos)),
+            list(|x| Some(x.eos_with_writeback)),
+        );
+        if r.object_store_ratio.is_some() {
+            out += &format!("; object store {}", list(|x| x.object_store));
+        }
+        out += "\n";
     }
     out += &format!(
         "consumer peak RSS = {:.1} MB (no durability: {:.1} MB)\n",
@@ -174,6 +248,19 @@ pub fn per_file_cost(reports: &[ConsumeReport]) -> String {
     out
 }
 
+/// What one `landfall consume` drain measured.
+struct Drained {
+    m: Measurement,
+    /// The child's peak RSS, MB.
+    rss: f64,
+    /// Parquet files it landed on local disk.
+    files: u64,
+    /// Seconds a `sync` right after it took: the writing back it left to the kernel (none
+    /// for an exactly-once drain, which fsyncs what it lands; all of it for a drain without
+    /// durability).
+    writeback: f64,
+}
+
 /// One `landfall consume` drain of the pre-loaded topic, as a child process.
 struct LandfallDrain<'a> {
     topic: &'a KafkaSettings,
@@ -184,14 +271,57 @@ struct LandfallDrain<'a> {
 }
 
 impl LandfallDrain<'_> {
+    /// Round `round` of `rounds`: each drain into directories (and an object-store prefix) of
+    /// its own, so no drain meets another's files.
+    fn round(
+        &self,
+        round: u32,
+        rounds: u32,
+        object_store: Option<&str>,
+    ) -> Result<Round, BenchError> {
+        let tag = if rounds > 1 {
+            format!("-{round}")
+        } else {
+            String::new()
+        };
+        let bare_drain = || {
+            measure("bare rdkafka consumer (count bytes)", || {
+                bare_drain(self.topic)
+            })
+        };
+        let bare = bare_drain()?;
+        let eos = self.run(&format!("eos{tag}"), &[], None)?;
+        let fast = self.run(&format!("nodur{tag}"), &["--unsafe-no-durability"], None)?;
+        let remote = match object_store {
+            Some(url) => Some(
+                self.run(&format!("store{tag}"), &[], Some(&format!("{url}{tag}")))?
+                    .m,
+            ),
+            None => None,
+        };
+        // The first drain after loading runs against a cold broker; drain bare again and keep
+        // the faster of the two, so the ratio is not flattered by a slow baseline.
+        let again = bare_drain()?;
+        let bare = if again.events_per_sec() > bare.events_per_sec() {
+            again
+        } else {
+            bare
+        };
+        Ok(Round {
+            bare,
+            landfall: eos.m,
+            fast: fast.m,
+            remote,
+            rss: eos.rss,
+            fast_rss: fast.rss,
+            files_landed: eos.files,
+            writeback: (eos.writeback, fast.writeback),
+        })
+    }
+
     /// Drains with `extra` flags into `out` (an object-store URL) or the local work directory;
     /// the measurement, the child's peak RSS and the Parquet files it landed on local disk.
-    fn run(
-        &self,
-        name: &str,
-        extra: &[&str],
-        out: Option<&str>,
-    ) -> Result<(Measurement, f64, u64), BenchError> {
+    fn run(&self, name: &str, extra: &[&str], out: Option<&str>) -> Result<Drained, BenchError> {
         let dir = self.work.join(name);
         let out = out.map_or_else(|| dir.clone(), std::path::PathBuf::from);
         let group = format!("bench-{name}-{}", self.run_id);
@@ -200,6 +330,7 @@ impl LandfallDrain<'_> {
         let broker0 = broker_cpu_secs();
         let (wall, cpu, rss) = run_child(&args)?;
         let broker = broker0.zip(broker_cpu_secs()).map(|(a, b)| b - a);
+        let writeback = writeback_secs();
         let files = walkdir::WalkDir::new(&dir)
             .into_iter()
             .filter_map(Result::ok)
@@ -218,7 +349,12 @@ impl LandfallDrain<'_> {
             cpu_secs: cpu,
             broker_cpu_secs: broker,
         };
-        Ok((m, rss, files))
+        Ok(Drained {
+            m,
+            rss,
+            files,
+            writeback,
+        })
     }
 }
 
@@ -342,4 +478,16 @@ fn bare_drain(topic: &KafkaSettings) -> Result<(u64, u64), BenchError> {
         }
     }
     Ok((records, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_takes_the_middle_round_and_the_upper_of_two() {
+        assert_eq!(median([0.9, 0.7, 0.8].into_iter()), Some(0.8));
+        assert_eq!(median([0.9, 0.7].into_iter()), Some(0.9));
+        assert_eq!(median(std::iter::empty()), None);
+    }
 }

@@ -4,7 +4,9 @@
 mod drain;
 mod scale;
 use drain::consume_args;
-pub use drain::{consume, consume_summary, per_file_cost, remove_outputs, ConsumeReport};
+pub use drain::{
+    consume, consume_summary, per_file_cost, remove_outputs, ConsumeReport, RoundRatios,
+};
 pub use scale::{scale, scale_table, ScaleReport};
 
 use std::fmt::Write as _;
@@ -80,6 +82,7 @@ pub fn process_cpu_secs() -> f64 {
 
 /// Times `f`, which returns (events, bytes).
 pub fn measure<E>(name: &str, f: impl FnOnce() -> Result<(u64, u64), E>) -> Result<Measurement, E> {
+    settle();
     let cpu0 = process_cpu_secs();
     let broker0 = broker_cpu_secs();
     let t0 = Instant::now();
@@ -265,7 +268,26 @@ pub async fn produce(
 /// of that child alone. Time comes from `wait4`; the peak RSS is the child's own `VmHWM`, which
 /// it writes at exit (Linux's `ru_maxrss` of a child also counts the parent's memory at fork).
 fn run_child(args: &[String]) -> Result<(f64, f64, f64), BenchError> {
+    settle();
     Child::spawn(args, "")?.wait()
+}
+
+/// Writes back every dirty page on the machine before a measurement starts, untimed. Loading
+/// the topic leaves the broker's new log segments dirty (about 1 GB for 5M records), and a
+/// drain without durability, or an earlier benchmark, leaves tens of thousands of files
+/// dirty; the kernel would write them back during whichever drain came next (its 30 s expiry),
+/// so a drain would pay for the step before it.
+fn settle() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+}
+
+/// How long writing back what is dirty now takes: after a drain, the part of its file writes
+/// that the kernel had not yet done when the drain ended.
+fn writeback_secs() -> f64 {
+    let t0 = Instant::now();
+    settle();
+    t0.elapsed().as_secs_f64()
 }
 
 /// A `landfall` child process being measured.
@@ -429,8 +451,8 @@ pub async fn all(
     work_dir: &std::path::Path,
 ) -> Result<AllReport, BenchError> {
     let produce = produce(kafka, events, partitions, txn_size, producers).await?;
-    let consume_sparse = consume(kafka, events, partitions, work_dir, 10.0, None).await?;
-    let consume = consume(kafka, events, partitions, work_dir, 1000.0, None).await?;
+    let consume_sparse = consume(kafka, events, partitions, work_dir, 10.0, None, 1).await?;
+    let consume = consume(kafka, events, partitions, work_dir, 1000.0, None, 1).await?;
     remove_outputs(&[&consume, &consume_sparse]);
     Ok(AllReport {
         events,

@@ -96,6 +96,14 @@ pub struct BenchConsumeArgs {
     /// and leaves it there.
     #[arg(long, env = "LANDFALL_BENCH_OBJECT_STORE", value_name = "URL")]
     pub object_store: Option<String>,
+
+    /// Rounds of drains of each pre-loaded topic, one after another (each round: bare,
+    /// exactly-once, without durability, to the object store, bare again). The ratios printed
+    /// are the medians of the rounds' ratios, and every round's are listed: on a shared
+    /// machine one drain can take 20% longer than the same drain a minute later.
+    #[arg(long, env = "LANDFALL_BENCH_ROUNDS", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub rounds: u32,
 }
 
 #[derive(Debug, Clone, Args)]
