@@ -36,14 +36,37 @@ const HITS_PER_FAILPOINT: u64 = 3;
 
 #[test]
 fn every_failpoint_three_times_then_identical_output() {
-    let mut ledger = Ledger::new("failpoints");
-    let topic = unique_topic("failpoints");
+    crash_at_each("failpoints", &FAILPOINTS, None);
+}
+
+/// The same with `--fsync file-system`, at the steps of a landing around the sync: one
+/// syncfs per group instead of an fsync per file changes nothing a crash can leave behind.
+#[test]
+fn every_landing_failpoint_with_one_syncfs_per_group_then_identical_output() {
+    crash_at_each(
+        "failpoints_syncfs",
+        &[
+            "after-temp-write",
+            "after-file-fsync",
+            "between-group-files",
+            "after-group-files",
+            "after-dir-fsync",
+        ],
+        Some("file-system"),
+    );
+}
+
+/// Kills the consumer [`HITS_PER_FAILPOINT`] times at each of `failpoints` (with `--fsync`
+/// set to `fsync`, if given), then finishes the topic and compares with a clean run.
+fn crash_at_each(name: &'static str, failpoints: &[&'static str], fsync: Option<&str>) {
+    let mut ledger = Ledger::new(name);
+    let topic = unique_topic(name);
     let d = dirs();
     let group = format!("{topic}-fp");
     let mut hits = std::collections::BTreeMap::new();
     let mut glob = GlobWatch::default();
     let mut chunk = 0;
-    for fp in FAILPOINTS {
+    for &fp in failpoints {
         for k in 0..HITS_PER_FAILPOINT {
             // New records before every run, so every run has windows to land and offsets to
             // commit: it dies at the first one. No idle closes until the end, so the output
@@ -60,6 +83,9 @@ fn every_failpoint_three_times_then_identical_output() {
             cmd.env("LANDFALL_FAILPOINT", format!("{fp}:1"))
                 .env("LANDFALL_IDLE_TIMEOUT_SECS", "3600")
                 .env("LANDFALL_CHECKPOINT_INTERVAL_MS", "20");
+            if let Some(f) = fsync {
+                cmd.env("LANDFALL_FSYNC", f);
+            }
             let log = log_stderr(&mut cmd, d.tmp.path(), &format!("{fp}-{k}"));
             let mut child = ChildGuard::spawn(cmd);
             let status = wait_exit(child.child(), Duration::from_secs(60), fp);

@@ -17,6 +17,26 @@ pub enum AssignmentStrategy {
     Roundrobin,
 }
 
+/// What makes a group of landed files durable on local disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Fsync {
+    /// An fsync of every file (on a few threads at once): touches only Landfall's files.
+    PerFile,
+    /// One syncfs(2) per file system the group's files are on: much cheaper for many small
+    /// files, but it writes back everything dirty on that file system and fails on a write
+    /// error anywhere on it. For an output on a file system of its own.
+    FileSystem,
+}
+
+impl From<Fsync> for crate::consume::sink::FsyncScope {
+    fn from(f: Fsync) -> Self {
+        match f {
+            Fsync::PerFile => Self::PerFile,
+            Fsync::FileSystem => Self::FileSystem,
+        }
+    }
+}
+
 impl From<AssignmentStrategy> for crate::ops::kafka::AssignmentStrategy {
     fn from(a: AssignmentStrategy) -> Self {
         match a {
@@ -163,6 +183,14 @@ pub struct ConsumeArgs {
     /// Serve /metrics, /healthz and /readyz on this address, e.g. 0.0.0.0:9464 [default: off]
     #[arg(long, env = "LANDFALL_HTTP_ADDR", value_name = "HOST:PORT")]
     pub http_addr: Option<String>,
+
+    /// How a group of landed files is made durable on local disk: per-file (an fsync each) or
+    /// file-system (one syncfs per file system: several times cheaper for many small files in
+    /// a backfill, but it also writes back everything else dirty on that file system, and any
+    /// write error on it stops the consumer; use it for an output on a file system of its own).
+    /// Directories are fsynced either way.
+    #[arg(long, env = "LANDFALL_FSYNC", value_enum, default_value = "per-file")]
+    pub fsync: Fsync,
 
     /// BENCHMARK ONLY: no fsync, no state flush, no Kafka commits. Not exactly-once.
     #[arg(long, hide = true, env = "LANDFALL_UNSAFE_NO_DURABILITY")]

@@ -62,13 +62,12 @@ pub fn consume_config(args: &ConsumeArgs) -> Result<ConsumeConfig, ConfigError> 
     );
     check_group_campaigns(args, &mut p);
     let (output, rejects) = outputs(args, &mut p);
-    let start_from = start_from(&args.start_from, &mut p);
     let cfg = ConsumeConfig {
         kafka,
         group: args.group.clone(),
         instance_id: args.instance_id.clone().filter(|s| !s.trim().is_empty()),
         assignment_strategy: args.assignment_strategy.into(),
-        start_from,
+        start_from: start_from(&args.start_from, &mut p),
         campaigns: args.campaigns.clone(),
         output,
         rejects,
@@ -84,6 +83,7 @@ pub fn consume_config(args: &ConsumeArgs) -> Result<ConsumeConfig, ConfigError> 
         accept_campaigns_change: args.accept_campaigns_change,
         checkpoint_interval: Duration::from_millis(checkpoint_ms as u64),
         exit_on_idle: args.exit_on_idle,
+        fsync: args.fsync.into(),
         unsafe_no_durability: args.unsafe_no_durability,
         http_addr: http_addr(&args.http_addr, &mut p),
     };

@@ -58,6 +58,8 @@ pub struct ConsumeConfig {
     pub accept_campaigns_change: bool,
     pub checkpoint_interval: Duration,
     pub exit_on_idle: bool,
+    /// `--fsync`: how a group of landed files is made durable on local disk.
+    pub fsync: crate::consume::sink::FsyncScope,
     /// Benchmark only: no fsync, no sled flush, no Kafka commits.
     pub unsafe_no_durability: bool,
     /// Where /metrics, /healthz and /readyz are served, if anywhere.
@@ -218,6 +220,7 @@ impl Pipeline {
             identity,
             table: table.clone(),
             sync: !cfg.unsafe_no_durability,
+            fsync_scope: cfg.fsync,
             look_first: cfg.assume_single_writer,
             // Local files are written one after another and fsynced together (see
             // `sink::group`); PUTs go out several at once.

@@ -29,6 +29,7 @@ fn config(root: &std::path::Path) -> ConsumeConfig {
         accept_campaigns_change: false,
         checkpoint_interval: Duration::from_secs(3600),
         exit_on_idle: false,
+        fsync: crate::consume::sink::FsyncScope::PerFile,
         unsafe_no_durability: false,
         http_addr: None,
     }

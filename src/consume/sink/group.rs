@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::{publish, Landed, Sink, SinkError, TableChange};
+use super::{publish, FsyncScope, Landed, Sink, SinkError, TableChange};
 use crate::consume::reject::RejectRecord;
 use crate::consume::window::ClosedWindow;
 use crate::identity::Expected;
@@ -113,7 +113,7 @@ impl Sink {
         if self.sync && !staged.is_empty() {
             // Every temporary file of the group is written; none is fsynced.
             failpoint::hit("before-file-fsync");
-            pool(&staged, FSYNC_THREADS, |s| s.sync())?;
+            self.make_durable(&staged)?;
             // Every temporary file of the group is durable; none is linked.
             failpoint::hit("after-file-fsync");
         }
@@ -145,6 +145,24 @@ impl Sink {
             return Err(e);
         }
         Ok(outcomes.into_iter().map(|(landed, _)| landed).collect())
+    }
+
+    /// Makes the group's written temporary files durable, as `--fsync` says: an fsync each,
+    /// a few at once, or one syncfs per file system they are on (the report and the rejects
+    /// may be on two).
+    fn make_durable(&self, staged: &[&publish::Staged]) -> Result<(), SinkError> {
+        match self.fsync_scope {
+            FsyncScope::PerFile => pool(staged, FSYNC_THREADS, |s| s.sync()).map(drop),
+            FsyncScope::FileSystem => {
+                let mut synced = BTreeSet::new();
+                for s in staged {
+                    if synced.insert(s.device()?) {
+                        s.sync_file_system()?;
+                    }
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Local disk: encodes the group's files on [`encode_threads`] threads (CPU only, no
@@ -241,6 +259,7 @@ mod tests {
             identity,
             table: Arc::new(table),
             sync: true,
+            fsync_scope: FsyncScope::PerFile,
             look_first: false,
             concurrency,
         }
@@ -284,6 +303,29 @@ mod tests {
             .collect()
     }
 
+    /// The files under `root/report`, by their path below `root`.
+    fn relative_files(root: &std::path::Path) -> BTreeMap<PathBuf, Vec<u8>> {
+        files(root)
+            .into_iter()
+            .map(|(p, b)| (p.strip_prefix(root).unwrap().to_path_buf(), b))
+            .collect()
+    }
+
+    /// `--fsync file-system`: a group made durable by one syncfs lands the same files, with
+    /// no temporary file left.
+    #[test]
+    fn a_group_synced_by_its_file_system_lands_the_same_files() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let per_file = sink(a.path(), 1);
+        let mut whole = sink(b.path(), 1);
+        whole.fsync_scope = FsyncScope::FileSystem;
+        let g = group();
+        per_file.land_group(&g).unwrap();
+        whole.land_group(&g).unwrap();
+        assert_eq!(relative_files(b.path()).len(), 40);
+        assert_eq!(relative_files(b.path()), relative_files(a.path()));
+    }
+
     /// A group lands the same files as landing them one by one, in order, and landing it
     /// again finds every one of them there.
     #[test]
@@ -296,14 +338,8 @@ mod tests {
             .iter()
             .all(|l| matches!(l, Landed::Written { rows: 1, .. })));
         s1.land_group(&g).unwrap();
-        let strip = |root: &std::path::Path| -> BTreeMap<PathBuf, Vec<u8>> {
-            files(root)
-                .into_iter()
-                .map(|(p, b)| (p.strip_prefix(root).unwrap().to_path_buf(), b))
-                .collect()
-        };
-        assert_eq!(strip(many.path()).len(), 40);
-        assert_eq!(strip(many.path()), strip(one.path()));
+        assert_eq!(relative_files(many.path()).len(), 40);
+        assert_eq!(relative_files(many.path()), relative_files(one.path()));
         let again = s8.land_group(&g).unwrap();
         assert!(again
             .iter()

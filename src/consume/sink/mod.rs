@@ -33,6 +33,11 @@ pub enum SinkError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("syncfs of the file system holding {path} failed (--fsync file-system): {source}; a write on that file system failed, perhaps not one of Landfall's, and the data may not be on disk, so Landfall stops without committing (a sync is never retried)")]
+    SyncFs {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "directory {path} has disappeared under the running consumer; nothing past the last \
          landed file was committed. Restore it (or start over with a new --group) and restart"
@@ -115,6 +120,15 @@ pub struct TableChange {
     pub replaced: Option<String>,
 }
 
+/// What makes a group of landed files durable on local disk (`--fsync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncScope {
+    /// An fsync of every file, a few at once.
+    PerFile,
+    /// One syncfs(2) per file system the group's files are on.
+    FileSystem,
+}
+
 /// Where files go and what goes in their footers.
 #[derive(Debug, Clone)]
 pub struct Sink {
@@ -124,6 +138,8 @@ pub struct Sink {
     pub table: Arc<CampaignTable>,
     /// fsync files and directories. Off only for the benchmark that measures what it costs.
     pub sync: bool,
+    /// How a group's files are made durable when `sync` is on (`--fsync`).
+    pub fsync_scope: FsyncScope,
     /// Object stores: look for a file before creating it, for a store that does not enforce
     /// "create only if absent" (`--assume-single-writer`).
     pub look_first: bool,

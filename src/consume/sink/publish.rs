@@ -132,6 +132,29 @@ impl Staged {
 
     /// Fsyncs the temporary file. A failed fsync is fatal and never retried: after one, the
     /// kernel may have dropped the dirty pages.
+    /// Syncs the file system this file is on (syncfs(2)): every dirty page and inode on it,
+    /// this file's included, is on disk when it returns.
+    pub fn sync_file_system(&self) -> Result<(), SinkError> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor is this open file's, valid for the call.
+        if unsafe { libc::syncfs(self.file.as_raw_fd()) } == 0 {
+            return Ok(());
+        }
+        Err(SinkError::SyncFs {
+            path: self.tmp.clone(),
+            source: std::io::Error::last_os_error(),
+        })
+    }
+
+    /// The device of the file system this file is on.
+    pub fn device(&self) -> Result<u64, SinkError> {
+        use std::os::unix::fs::MetadataExt;
+        self.file
+            .metadata()
+            .map(|m| m.dev())
+            .map_err(io("stat", &self.tmp))
+    }
+
     pub fn sync(&self) -> Result<(), SinkError> {
         self.file.sync_all().map_err(|source| SinkError::Fsync {
             path: self.tmp.clone(),
