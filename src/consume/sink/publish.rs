@@ -130,10 +130,9 @@ impl Staged {
         }
     }
 
-    /// Fsyncs the temporary file. A failed fsync is fatal and never retried: after one, the
-    /// kernel may have dropped the dirty pages.
     /// Syncs the file system this file is on (syncfs(2)): every dirty page and inode on it,
-    /// this file's included, is on disk when it returns.
+    /// this file's included, is on disk when it returns. Fatal and never retried, as a failed
+    /// fsync is.
     pub fn sync_file_system(&self) -> Result<(), SinkError> {
         use std::os::fd::AsRawFd;
         // SAFETY: the descriptor is this open file's, valid for the call.
@@ -155,6 +154,8 @@ impl Staged {
             .map_err(io("stat", &self.tmp))
     }
 
+    /// Fsyncs the temporary file. A failed fsync is fatal and never retried: after one, the
+    /// kernel may have dropped the dirty pages.
     pub fn sync(&self) -> Result<(), SinkError> {
         self.file.sync_all().map_err(|source| SinkError::Fsync {
             path: self.tmp.clone(),
