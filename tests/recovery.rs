@@ -17,7 +17,10 @@ use support::output::*;
 use support::*;
 
 /// Every step of the protocol, in the order a landing reaches them.
-const FAILPOINTS: [&str; 10] = [
+const FAILPOINTS: [&str; 11] = [
+    // The worker has sent a group to land on its own thread and goes on; the group may be
+    // at any of the steps below.
+    "group-in-flight",
     "after-temp-write",
     "after-file-fsync",
     "after-rename",

@@ -261,8 +261,8 @@ impl Drop for Feed {
     }
 }
 
-/// Processes one batch, then lands what is queued if `last` says no batch is waiting after
-/// it. A panic (a bug: no input should cause one) becomes an error like any
+/// Processes one batch, then sends what is queued to land if `last` says no batch is waiting
+/// after it (see `Pipeline::end_batch`). A panic (a bug: no input should cause one) becomes an error like any
 /// other, so the poll thread stops instead of waiting forever for a worker that is gone, and
 /// the pipeline is poisoned: nothing is committed past what landed.
 fn process(
@@ -274,19 +274,14 @@ fn process(
         let mut pipeline = lock(pipeline);
         crate::ops::failpoint::panic_at("worker-panic");
         batch.records().try_for_each(|r| pipeline.handle(r))?;
-        if last() {
-            pipeline.flush()?;
-        }
+        pipeline.end_batch(last())?;
         Ok(())
     });
     std::panic::catch_unwind(run).unwrap_or_else(|panic| {
         lock(pipeline).poison();
-        let what = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "a panic without a message".into());
-        Err(PipelineError::WorkerPanic(what))
+        Err(PipelineError::WorkerPanic(crate::error::panic_message(
+            &*panic,
+        )))
     })
 }
 

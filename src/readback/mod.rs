@@ -87,11 +87,7 @@ fn guarded<T>(path: &Path, read: impl FnOnce() -> Result<T, ReadError>) -> Resul
         Ok(r) => r,
         Err(panic) => Err(ReadError::Corrupt {
             path: path.to_path_buf(),
-            detail: panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic".into()),
+            detail: crate::error::panic_message(&*panic),
         }),
     }
 }

@@ -1,6 +1,17 @@
 //! Landing: closed windows, then the rejects cut at the same offset, queued as they close and
 //! landed as one group through the sink (see `sink::group`) at the end of each batch of
-//! records, before every checkpoint, and whenever the queue is full.
+//! records, whenever the queue is full, and before every checkpoint.
+//!
+//! A group lands on a thread of its own while the worker goes on windowing the records after
+//! it: encoding, writing and fsyncing a group's files overlaps the work that closes the next
+//! group's windows. Groups still land one at a time and in order (the next is sent only once
+//! the one before has landed and been accounted for), and everything that decides on what
+//! landed first waits for the group in flight: a checkpoint (so "durable, then state, then
+//! commit" holds as before), "caught up", an idle close. A group that failed poisons the
+//! pipeline when its result is collected, at the latest at the next checkpoint, so nothing is
+//! committed past it.
+
+use std::thread::JoinHandle;
 
 use super::*;
 use crate::consume::sink::{Contents, Pending};
@@ -11,6 +22,17 @@ const MAX_QUEUED_FILES: usize = 256;
 /// Rows (campaign rows and rejected records) queued before the queue lands on its own: a cut
 /// of rejects keeps whole records.
 const MAX_QUEUED_ROWS: usize = 100_000;
+
+/// A group landing on its own thread (see the module's comment).
+pub(super) type InFlight = JoinHandle<Landing>;
+
+/// What the landing thread hands back: the group, what became of each file, and when.
+pub(super) struct Landing {
+    files: Vec<Pending>,
+    closed_at: Vec<Instant>,
+    landed: Result<Vec<Landed>, SinkError>,
+    done_at: Instant,
+}
 
 /// Files waiting to land, with when each was closed (the landing delay is measured from it).
 #[derive(Default)]
@@ -73,30 +95,79 @@ impl Pipeline {
             }
         }
         if self.queue.full() {
-            self.flush()?;
+            self.send_queued()?;
         }
         Ok(())
     }
 
-    /// Lands the queue as one group and accounts for each file.
-    pub(super) fn land_queued(&mut self) -> Result<(), PipelineError> {
-        if self.queue.files.is_empty() {
+    /// Sends the queue to land as one group on a thread of its own, once the group before it
+    /// has landed (and been accounted for); without waiting for this one. With nothing
+    /// queued, only collects a group that has finished. A poisoned pipeline sends nothing
+    /// more: what it queued may stand on data that never landed.
+    pub(super) fn send_queued(&mut self) -> Result<(), PipelineError> {
+        if self.poisoned {
             return Ok(());
         }
+        if self.queue.files.is_empty() {
+            return self.collect_landed();
+        }
+        self.settle()?;
         let Queue {
             files, closed_at, ..
         } = std::mem::take(&mut self.queue);
-        let landed = self.sink.land_group(&files)?;
+        let sink = Arc::clone(&self.sink);
+        let landing = move || {
+            let landed = sink.land_group(&files);
+            Landing {
+                files,
+                closed_at,
+                landed,
+                done_at: Instant::now(),
+            }
+        };
+        let thread = std::thread::Builder::new()
+            .name("landfall-land".into())
+            .spawn(landing)
+            .map_err(PipelineError::LandingThread)?;
+        self.in_flight = Some(thread);
+        // The group is landing on its own thread, at any of its steps; the worker goes on.
+        crate::ops::failpoint::hit("group-in-flight");
+        Ok(())
+    }
+
+    /// Accounts for the group in flight if it has finished landing; does not wait.
+    pub(super) fn collect_landed(&mut self) -> Result<(), PipelineError> {
+        match &self.in_flight {
+            Some(thread) if thread.is_finished() => self.settle(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits for the group in flight, if there is one, and accounts for each of its files.
+    pub(super) fn settle(&mut self) -> Result<(), PipelineError> {
+        let Some(thread) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let Landing {
+            files,
+            closed_at,
+            landed,
+            done_at,
+        } = thread
+            .join()
+            .map_err(|p| PipelineError::WorkerPanic(crate::error::panic_message(&*p)))?;
+        let landed = landed?;
         self.totals.groups += 1;
         for ((pending, landed), closed_at) in files.iter().zip(landed).zip(closed_at) {
             self.note_table_change(pending.partition, &landed, pending.close_offset());
-            self.account(pending, landed, closed_at);
+            self.account(pending, landed, done_at.duration_since(closed_at));
         }
         Ok(())
     }
 
-    /// Counts a landed file in the totals and the metrics.
-    fn account(&mut self, pending: &Pending, landed: Landed, closed_at: Instant) {
+    /// Counts a landed file in the totals and the metrics; `delay` is from its close to its
+    /// landing.
+    fn account(&mut self, pending: &Pending, landed: Landed, delay: Duration) {
         let m = metrics::consumer();
         let partition = pending.partition;
         let part_metrics = self.parts.get(&partition).map(|st| &st.metrics);
@@ -105,7 +176,7 @@ impl Pipeline {
                 self.totals.windows_landed += 1;
                 self.totals.rows_written += rows;
                 self.totals.bytes_written += bytes;
-                m.land_delay.observe(closed_at.elapsed().as_secs_f64());
+                m.land_delay.observe(delay.as_secs_f64());
                 m.rows_written.with_label_values(&["window"]).inc_by(rows);
                 m.bytes_written.with_label_values(&["window"]).inc_by(bytes);
                 if let Some(pm) = part_metrics {

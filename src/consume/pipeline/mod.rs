@@ -128,6 +128,10 @@ pub enum PipelineError {
     Identity(Box<IdentityError>),
     #[error("the pipeline worker panicked: {0}; nothing was committed past the last landed file")]
     WorkerPanic(String),
+    #[error(
+        "starting a thread to land files: {0}; nothing was committed past the last landed file"
+    )]
+    LandingThread(std::io::Error),
 }
 
 impl From<IdentityError> for PipelineError {
@@ -162,7 +166,8 @@ impl Totals {
 /// The per-record work and the landing order, independent of how records arrive.
 pub struct Pipeline {
     cfg: ConsumeConfig,
-    sink: Sink,
+    /// Shared with the thread a group lands on.
+    sink: Arc<Sink>,
     store: StateStore,
     table: Arc<CampaignTable>,
     parts: BTreeMap<i32, PartitionState>,
@@ -175,6 +180,18 @@ pub struct Pipeline {
     poisoned: bool,
     /// Closed windows and cut rejects waiting to land as one group (see `land`).
     queue: land::Queue,
+    /// The group landing on its own thread, if one is.
+    in_flight: Option<land::InFlight>,
+}
+
+impl Drop for Pipeline {
+    /// A group still in flight finishes landing before the pipeline is gone (nothing is
+    /// committed for it; a restart finds its files, as after a crash).
+    fn drop(&mut self) {
+        if let Some(thread) = self.in_flight.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// How long offset commits may keep failing before the consumer gives up.
@@ -214,7 +231,7 @@ impl Pipeline {
         store: StateStore,
         identity: Identity,
     ) -> Self {
-        let sink = Sink {
+        let sink = Arc::new(Sink {
             report: cfg.output.clone(),
             rejects: cfg.rejects.clone(),
             identity,
@@ -228,7 +245,7 @@ impl Pipeline {
                 crate::store::Root::Local(_) => 1,
                 crate::store::Root::Object(_) => crate::consume::sink::OBJECT_CONCURRENCY,
             },
-        };
+        });
         Pipeline {
             cfg,
             sink,
@@ -241,6 +258,7 @@ impl Pipeline {
             commit_failing_since: None,
             poisoned: false,
             queue: land::Queue::default(),
+            in_flight: None,
         }
     }
 
@@ -377,11 +395,24 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Lands every closed window and cut of rejects still waiting, as one group: the end of a
-    /// batch of records, and before anything is checkpointed. After an error the pipeline is
-    /// poisoned.
+    /// Lands every closed window and cut of rejects still waiting, as one group, and waits
+    /// until it and the group before it have landed: before anything is checkpointed, or
+    /// decided on what landed. After an error the pipeline is poisoned.
     pub fn flush(&mut self) -> Result<(), PipelineError> {
-        let result = self.land_queued();
+        let result = self.send_queued().and_then(|()| self.settle());
+        self.poisoned |= result.is_err();
+        result
+    }
+
+    /// The end of a batch of records: collects a group that has finished landing, and when
+    /// no batch waits after this one (`last`), sends what is queued to land, without waiting
+    /// for it (see `land`). After an error the pipeline is poisoned.
+    pub fn end_batch(&mut self, last: bool) -> Result<(), PipelineError> {
+        let result = if last {
+            self.send_queued()
+        } else {
+            self.collect_landed()
+        };
         self.poisoned |= result.is_err();
         result
     }

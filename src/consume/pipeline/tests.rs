@@ -273,3 +273,67 @@ fn records_decoded_beforehand_land_the_same_files() {
     );
     assert!(worker == poll_thread, "the files' bytes differ");
 }
+
+/// Groups sent to land in the background, one per record, land the same files as groups
+/// landed and waited for; a checkpoint waits for the group in flight before it saves state.
+#[test]
+fn groups_landing_in_the_background_land_the_same_files() {
+    let log: Vec<Vec<u8>> = (0..40).map(|i| value(Some(10 + i * 45))).collect();
+    let waited = tempfile::tempdir().unwrap();
+    let mut p = pipeline(waited.path(), "state", None);
+    for i in 0..log.len() {
+        feed(&mut p, &log, i, i + 1);
+    }
+    let sent = tempfile::tempdir().unwrap();
+    let mut q = pipeline(sent.path(), "state", None);
+    for i in 0..log.len() {
+        feed_record(&mut q, &log, i);
+        q.end_batch(true).unwrap();
+    }
+    let points = q.checkpoint(None).unwrap();
+    assert_eq!(points[0].1.offset, p.checkpoint(None).unwrap()[0].1.offset);
+    assert_eq!(q.totals().windows_landed, p.totals().windows_landed);
+    assert!(q.totals().windows_landed >= 20, "{:?}", q.totals());
+    assert!(
+        windows(sent.path()) == windows(waited.path()),
+        "the files differ"
+    );
+}
+
+/// A group that fails on its landing thread (a foreign file under one of its names) is
+/// reported at the next checkpoint, which saves and commits nothing, nor does any after it.
+#[test]
+fn a_group_that_fails_in_the_background_stops_the_next_checkpoint() {
+    let log: Vec<Vec<u8>> = (0..6).map(|i| value(Some(10 + i * 60))).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = pipeline(dir.path(), "state", None);
+    let foreign = dir
+        .path()
+        .join("report")
+        .join(crate::consume::sink::window_file_name("t", 0, 60_000));
+    std::fs::create_dir_all(foreign.parent().unwrap()).unwrap();
+    std::fs::write(&foreign, b"not parquet").unwrap();
+    for i in 0..log.len() {
+        feed_record(&mut p, &log, i);
+    }
+    p.end_batch(true).unwrap();
+    let err = p.checkpoint(None).unwrap_err();
+    assert!(
+        matches!(&err, PipelineError::Sink(SinkError::Unreadable { path, .. }) if *path == foreign),
+        "{err}"
+    );
+    assert!(p.checkpoint(None).unwrap().is_empty());
+}
+
+/// Hands `log[i]` to the pipeline, as one record of a batch.
+fn feed_record(p: &mut Pipeline, log: &[Vec<u8>], i: usize) {
+    p.handle(ConsumedRecord {
+        partition: 0,
+        offset: i as i64,
+        key: None,
+        value: Some(&log[i]),
+        timestamp_ms: Some(0),
+        decoded: None,
+    })
+    .unwrap();
+}
