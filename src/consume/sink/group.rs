@@ -1,9 +1,10 @@
 //! Group landing: the files that one batch of records closes land together, step by step.
 //! On local disk the group's files are encoded at once on a few threads (encoding is CPU
 //! only and most of what a small file costs); then each is written under its temporary name,
-//! one after another, its pages sent to the disk without waiting (see
-//! `publish::Staged::start_writeback`); then the temporary files are fsynced all at once on a
-//! small pool of threads, so the journal commits them together instead of one after another;
+//! one after another, its pages sent to the disk without waiting when each file gets an fsync
+//! of its own (see `publish::Staged::start_writeback`); then the temporary files are fsynced
+//! all at once on a small pool of threads, so the journal commits them together instead of
+//! one after another (or, with `--fsync file-system`, one syncfs writes them back together);
 //! then each is linked to its final name, in order; then every directory touched is fsynced
 //! once. An object store instead gets its conditional PUTs, several in flight at once. Only
 //! after that does the pipeline checkpoint and commit, exactly as for a single file: "durable,

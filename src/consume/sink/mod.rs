@@ -203,43 +203,45 @@ impl Sink {
         }
     }
 
-    /// Encodes a file and lands it as far as it goes alone: on local disk, written under its
+    /// Lands a pending file as far as it goes alone: on local disk, written under its
     /// temporary name (the group fsyncs and links it, see `group`); in an object store, one
-    /// conditional PUT, done. A file already at its name is checked here.
-    fn land(
+    /// conditional PUT, done. A file already at its name is checked here. `encoded`: its
+    /// bytes, which `group` encodes beforehand only for a file it has just found absent on
+    /// local disk. `change.accepted` is set when a campaign table change is accepted for the
+    /// partition: files of another table are kept.
+    fn land_pending(
         &self,
-        root: &Root,
-        rel: PathBuf,
-        rows: u64,
-        want: Expected,
-        table_change_ok: bool,
-        encode: impl FnOnce() -> Encoded,
+        p: &Pending,
+        encoded: Option<Encoded>,
     ) -> Result<group::Step, SinkError> {
+        let (root, rel, want) = self.target(p);
+        let (rows, table_change_ok) = (p.rows() as u64, p.change.accepted);
         let path = root.join(&rel);
+        let absent = encoded.is_some();
         let encoded = |path: &Path| {
-            encode().map_err(|source| SinkError::Encode {
-                path: path.to_path_buf(),
-                source,
-            })
+            encoded
+                .unwrap_or_else(|| self.encode_pending(p))
+                .map_err(|source| SinkError::Encode {
+                    path: path.to_path_buf(),
+                    source,
+                })
         };
         let Root::Object(store) = root else {
-            if path.exists() {
+            // A file that appeared since the caller looked is caught when its link finds the
+            // name taken.
+            if !absent && path.exists() {
                 let found = self.already_there(root, path, &want, table_change_ok)?;
                 return Ok(group::Step::Done(found));
             }
             let local = root.local().unwrap_or(Path::new(".")).to_path_buf();
             let bytes = encoded(&path)?;
-            let staged = (|| {
-                if let Some(dir) = path.parent() {
-                    publish::ensure_dir(&local, dir)?;
-                }
-                let staged = publish::stage(&path, &bytes, crate::ops::failpoint::hit)?;
-                if self.sync {
-                    staged.start_writeback();
-                }
-                Ok(staged)
-            })()
-            .map_err(|e| root_gone_or(&local, e))?;
+            let staged = publish::stage(&local, &path, &bytes, crate::ops::failpoint::hit)
+                .map_err(|e| root_gone_or(&local, e))?;
+            // The hint helps per-file fsyncs; a syncfs writes the group's files back in one
+            // batch, which a hint per file would break up (docs/performance.md).
+            if self.sync && self.fsync_scope == FsyncScope::PerFile {
+                staged.start_writeback();
+            }
             return Ok(group::Step::Staged(Box::new(group::StagedFile {
                 staged,
                 root: root.clone(),
@@ -373,21 +375,6 @@ impl Sink {
                 records,
             } => encode_rejects(records, *close_offset, &prov),
         }
-    }
-
-    /// Lands a pending file as far as it goes alone (see `land`), with its bytes if they were
-    /// encoded already. `change.accepted` is set when a campaign table change is accepted for
-    /// the partition: files of another table are kept.
-    fn land_pending(
-        &self,
-        p: &Pending,
-        encoded: Option<Encoded>,
-    ) -> Result<group::Step, SinkError> {
-        let (root, rel, want) = self.target(p);
-        let rows = p.rows() as u64;
-        self.land(root, rel, rows, want, p.change.accepted, || {
-            encoded.unwrap_or_else(|| self.encode_pending(p))
-        })
     }
 }
 
