@@ -262,9 +262,9 @@ impl Drop for Feed {
 }
 
 /// Processes one batch, then sends what is queued to land if `last` says no batch is waiting
-/// after it (see `Pipeline::end_batch`). A panic (a bug: no input should cause one) becomes an error like any
-/// other, so the poll thread stops instead of waiting forever for a worker that is gone, and
-/// the pipeline is poisoned: nothing is committed past what landed.
+/// after it (see `Pipeline::end_batch`). A panic (a bug: no input should cause one) becomes
+/// an error like any other, so the poll thread stops instead of waiting forever for a worker
+/// that is gone, and the pipeline is poisoned: nothing is committed past what landed.
 fn process(
     pipeline: &Mutex<Pipeline>,
     batch: &Batch,
