@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Decimal128Type, Int32Type, Int64Type, TimestampMicrosecondType};
@@ -16,6 +17,7 @@ use crate::store::{Root, StoreError};
 use remote::{ObjectFile, Opened};
 use strict::StrictFile;
 
+mod pages;
 mod remote;
 mod strict;
 
@@ -246,17 +248,21 @@ fn read_batches(
     path: &Path,
     choose: impl FnOnce(&Footer, &ParquetMetaData) -> Option<Vec<usize>>,
 ) -> Result<(Footer, Vec<RecordBatch>), ReadError> {
-    let file = open(root, path)?;
+    let file = Arc::new(open(root, path)?);
     let perr = |source| ReadError::Parquet {
         path: path.to_path_buf(),
         source,
     };
-    let mut builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr)?;
+    let mut builder =
+        ParquetRecordBatchReaderBuilder::try_new(pages::Shared(file.clone())).map_err(perr)?;
     let footer = Footer::of(builder.metadata());
-    match choose(&footer, builder.metadata()) {
-        Some(groups) if groups.is_empty() => return Ok((footer, Vec::new())),
-        Some(groups) => builder = builder.with_row_groups(groups),
-        None => {}
+    let groups = choose(&footer, builder.metadata());
+    if groups.as_ref().is_some_and(Vec::is_empty) {
+        return Ok((footer, Vec::new()));
+    }
+    pages::check_dictionaries(&file, builder.metadata(), groups.as_deref()).map_err(perr)?;
+    if let Some(groups) = groups {
+        builder = builder.with_row_groups(groups);
     }
     let batches = builder
         .build()
