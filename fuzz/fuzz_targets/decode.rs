@@ -1,8 +1,9 @@
 //! Decode: any bytes and any record timestamp give an event or a typed reject, never a panic;
-//! an event keeps the bounds decode promises, and windowing it cannot overflow.
+//! the fast path reads every text it takes as serde_json does; an event keeps the bounds
+//! decode promises, and windowing it cannot overflow.
 #![no_main]
 
-use landfall::consume::decode::{decode, Limits, MAX_EVENT_MS, MIN_EVENT_MS};
+use landfall::consume::decode::{decode, fast_path_agrees, Limits, MAX_EVENT_MS, MIN_EVENT_MS};
 use landfall::consume::window::{PartitionWindows, Placement, Progress, WindowConfig};
 use libfuzzer_sys::fuzz_target;
 
@@ -15,6 +16,9 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => (None, data),
     };
+    if let Ok(text) = std::str::from_utf8(value) {
+        assert!(fast_path_agrees(text), "the fast path and serde_json differ on {text:?}");
+    }
     let limits = Limits {
         max_future_skew_ms: 300_000,
         max_duration_ms: 86_400_000,
