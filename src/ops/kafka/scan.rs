@@ -173,12 +173,7 @@ fn assign_from_start(
     for p in 0..partitions {
         let end = match until.get(&p) {
             Some(e) => *e,
-            None => {
-                consumer
-                    .fetch_watermarks(topic, p, Duration::from_secs(10))
-                    .map_err(err)?
-                    .1
-            }
+            None => high_watermark(consumer, topic, p, LEADER_CHANGE_WAIT).map_err(err)?,
         };
         ends.insert(p, end);
         tpl.add_partition_offset(topic, p, Offset::Beginning)
@@ -186,6 +181,45 @@ fn assign_from_start(
     }
     consumer.assign(&tpl).map_err(err)?;
     Ok(ends)
+}
+
+/// How long a scan keeps asking for a partition's end while its leadership changes.
+const LEADER_CHANGE_WAIT: Duration = Duration::from_secs(45);
+
+/// A partition's high watermark, from its leader. Right after a leader election the new leader
+/// answers OFFSET_NOT_AVAILABLE until its high watermark has caught up, and a client with old
+/// metadata hears NOT_LEADER_OR_FOLLOWER or LEADER_NOT_AVAILABLE: Kafka calls these retriable,
+/// so they are asked again until `wait` has passed. Any other error, or the last of these, is
+/// returned. (`verify` run during a broker outage failed on the first such answer.)
+fn high_watermark<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    wait: Duration,
+) -> Result<i64, KafkaError> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+            Ok((_, high)) => return Ok(high),
+            Err(e) if leadership_changing(&e) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn leadership_changing(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::OffsetNotAvailable
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::FencedLeaderEpoch
+                | RDKafkaErrorCode::UnknownLeaderEpoch
+        )
+    )
 }
 
 /// The topic's ID now, for readers that check files against it.
