@@ -260,7 +260,7 @@ fn read_batches(
     if groups.as_ref().is_some_and(Vec::is_empty) {
         return Ok((footer, Vec::new()));
     }
-    pages::check_dictionaries(&file, builder.metadata(), groups.as_deref()).map_err(perr)?;
+    pages::check_dictionaries(&*file, builder.metadata(), groups.as_deref()).map_err(perr)?;
     if let Some(groups) = groups {
         builder = builder.with_row_groups(groups);
     }
