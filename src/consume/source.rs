@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::Message;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -22,7 +22,8 @@ use tracing::{info, warn};
 
 use super::callbacks::{Rebalance, SourceContext};
 use super::commit;
-use super::feed::{lock, Feed};
+use super::feed::{lock, Feed, Polled};
+use super::fetch::FetchQueue;
 use super::open;
 use super::start::{self, StartFrom};
 use crate::consume::pipeline::{ConsumeConfig, Pipeline, PipelineError, Totals};
@@ -82,6 +83,11 @@ fn check_topic_id<C: ClientContext>(
 const TOPIC_ID_CHECK: Duration = Duration::from_secs(1);
 /// How often the poll loop drains the worker and decides (checkpoint, commit, idle close).
 const TICK: Duration = Duration::from_millis(200);
+/// How long one turn of the poll loop waits when nothing comes.
+const POLL_WAIT: Duration = Duration::from_millis(100);
+/// Events (or records not routed to the fetch queue) taken from the consumer's queue per turn
+/// of the poll loop at most.
+const EVENTS_PER_TURN: usize = 1024;
 
 /// How a consume run ended.
 #[derive(Debug, Clone)]
@@ -128,6 +134,14 @@ const MAX_CLIENT_RESTARTS: u32 = 5;
 
 /// One Kafka client's life: recovery, the poll loop, the final commit.
 struct Session {
+    /// The routed partitions' records (see `fetch`). Declared before `consumer`: it is
+    /// dropped first.
+    fetch: FetchQueue,
+    /// The partitions routed to `fetch`.
+    routed: BTreeSet<i32>,
+    /// The last turn of the poll loop took records from the consumer's own queue (a routing
+    /// that missed, see `fetch`): the next one waits there, not on the fetch queue.
+    records_on_main: bool,
     consumer: BaseConsumer<SourceContext>,
     pipeline: Arc<Mutex<Pipeline>>,
     /// Records on their way to the pipeline worker.
@@ -160,6 +174,9 @@ impl Session {
         ctx.attended.store(true, Ordering::SeqCst);
         let now = Instant::now();
         Ok(Session {
+            fetch: FetchQueue::new(&parts.consumer),
+            routed: BTreeSet::new(),
+            records_on_main: false,
             consumer: parts.consumer,
             pipeline: parts.pipeline,
             feed: parts.feed,
@@ -193,16 +210,8 @@ impl Session {
                 stopped_by_signal = true;
                 break;
             }
-            let polled = self.consumer.poll(Duration::from_millis(100));
-            let idle_poll = polled.is_none();
-            let batch_sent = match polled {
-                Some(polled) => {
-                    let topic_id = self.topic_id.as_deref();
-                    self.notes
-                        .take(&self.consumer, &self.feed, topic_id, polled)?
-                }
-                None => false,
-            };
+            let (taken, batch_sent) = self.poll_once()?;
+            let idle_poll = taken == 0;
             self.carry_out_rebalances()?;
             if !(idle_poll || batch_sent || !self.notes.eof_pending.is_empty()) {
                 continue;
@@ -224,6 +233,87 @@ impl Session {
             elapsed: started.elapsed(),
             stopped_by_signal,
         })
+    }
+
+    /// One turn of the poll loop: the routed partitions' records, many at a time, then the
+    /// consumer's events (and any records that came through its queue). Waits up to
+    /// `POLL_WAIT` for the one or the other: for the fetch queue while partitions are routed
+    /// to it and the consumer's queue brought no record last turn, else for the consumer's
+    /// queue. Returns how many records and events it took, and whether it handed a full batch
+    /// to the worker.
+    fn poll_once(&mut self) -> Result<(usize, bool), ConsumeError> {
+        let wait_for_routed = !self.routed.is_empty() && !self.records_on_main;
+        let (mut taken, mut sent) = self.read_routed(Duration::ZERO)?;
+        if taken == 0 && wait_for_routed {
+            (taken, sent) = self.read_routed(POLL_WAIT)?;
+        }
+        let wait = if taken == 0 && !wait_for_routed {
+            POLL_WAIT
+        } else {
+            Duration::ZERO
+        };
+        let (events, events_sent) = self.poll_events(wait)?;
+        Ok((taken + events, sent || events_sent))
+    }
+
+    /// Serves what waits on the consumer's queue, up to `EVENTS_PER_TURN` and up to the first
+    /// rebalance (carried out before anything after it is taken), waiting up to `wait` for
+    /// the first. Returns how many records and errors it took, and whether it handed a full
+    /// batch to the worker.
+    fn poll_events(&mut self, mut wait: Duration) -> Result<(usize, bool), ConsumeError> {
+        let (mut taken, mut sent) = (0, false);
+        self.records_on_main = false;
+        for _ in 0..EVENTS_PER_TURN {
+            if wait.is_zero() && !self.fetch.events_waiting() {
+                break;
+            }
+            // None also after a log line, statistics or a rebalance were served.
+            let polled = self.consumer.poll(wait);
+            wait = Duration::ZERO;
+            if let Some(polled) = polled {
+                taken += 1;
+                if let Ok(m) = &polled {
+                    self.records_on_main = true;
+                    if self.routed.remove(&m.partition()) {
+                        info!(
+                            partition = m.partition(),
+                            "this partition's records come through the consumer's queue: its \
+                             routing to the fetch queue did not hold"
+                        );
+                    }
+                }
+                let topic_id = self.topic_id.as_deref();
+                let polled = match &polled {
+                    Ok(m) => Ok(Polled::from(m)),
+                    Err(e) => Err(e.clone()),
+                };
+                sent |= self
+                    .notes
+                    .take(&self.consumer, &self.feed, topic_id, polled)?;
+            }
+            if self.consumer.context().rebalance_pending() {
+                break;
+            }
+        }
+        Ok((taken, sent))
+    }
+
+    /// Takes what the fetch queue holds (see `FetchQueue::read`).
+    fn read_routed(&mut self, wait: Duration) -> Result<(usize, bool), ConsumeError> {
+        let Session {
+            fetch,
+            consumer,
+            feed,
+            topic_id,
+            notes,
+            ..
+        } = self;
+        let mut sent = false;
+        let taken = fetch.read(wait, |polled| {
+            sent |= notes.take(consumer, feed, topic_id.as_deref(), polled)?;
+            Ok::<(), ConsumeError>(())
+        })?;
+        Ok((taken, sent))
     }
 
     /// The periodic decisions, once the worker has processed everything polled: caught-up
@@ -330,6 +420,15 @@ impl Session {
             pipeline.assign(elem.partition(), st);
         }
         info!(partitions = ?pipeline.partitions(), "partitions assigned");
+        drop(pipeline);
+        for elem in tpl.elements() {
+            if self
+                .fetch
+                .route(&self.consumer, elem.topic(), elem.partition())
+            {
+                self.routed.insert(elem.partition());
+            }
+        }
         let assigned = if ctx.cooperative {
             self.consumer.incremental_assign(tpl)
         } else {
@@ -414,6 +513,7 @@ impl Session {
                 pipeline.release(*p);
                 ctx.ends.forget(*p);
                 self.notes.eof_pending.remove(p);
+                self.routed.remove(p);
                 metrics::consumer().release_partition(*p);
             }
         }
@@ -477,12 +577,12 @@ impl PollNotes {
         consumer: &BaseConsumer<SourceContext>,
         feed: &Feed,
         topic_id: Option<&str>,
-        polled: Result<BorrowedMessage<'_>, KafkaError>,
+        polled: Result<Polled<'_>, KafkaError>,
     ) -> Result<bool, ConsumeError> {
         match polled {
             Ok(m) => {
-                self.eof_pending.remove(&m.partition());
-                Ok(feed.push(&m)?)
+                self.eof_pending.remove(&m.partition);
+                Ok(feed.push(m)?)
             }
             Err(KafkaError::PartitionEOF(p)) => {
                 self.eof_pending.insert(p);
@@ -514,7 +614,8 @@ impl PollNotes {
 }
 
 /// Consumer lag per partition: the partition's end (from the broker, via statistics) minus
-/// the consumer's position.
+/// the consumer's position (one past the end after a batch read's end-of-partition event,
+/// see `fetch`: the lag is 0 then all the same).
 fn update_lag(consumer: &BaseConsumer<SourceContext>, pipeline: &Pipeline) {
     let Ok(positions) = consumer.position() else {
         return;

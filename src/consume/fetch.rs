@@ -1,0 +1,221 @@
+//! The assigned partitions' records, taken from librdkafka many at a time.
+//!
+//! `BaseConsumer::poll` hands out one record per call, and each call costs more than copying
+//! the record out: it wraps the record in an event behind a reference count, takes the
+//! queue's lock and reads the clock several times (`docs/performance.md`, eighth round). So
+//! each partition is routed, as it is assigned, to a queue of the session's own, and the poll
+//! loop takes everything queued there in one call (`rd_kafka_consume_callback_queue`: one
+//! lock and two clock reads per call, a callback per record). The consumer's queue then
+//! carries only events: rebalances, errors, logs and statistics, which the poll loop still
+//! serves with `BaseConsumer::poll` after every read, so rebalances are carried out where
+//! they were.
+//!
+//! Each partition's records come through one queue, in order:
+//!
+//! - A partition is routed before it is assigned, and librdkafka keeps an application's
+//!   routing when it starts fetching.
+//! - librdkafka clears the routing when it stops fetching the partition, and what it had
+//!   queued from the old fetch is discarded (its version is older than the partition's).
+//! - A routing that misses (a stop still under way when the partition is assigned again)
+//!   sends that whole fetch through the consumer's queue, where `poll` returns its records
+//!   as before. The poll loop logs it once and then waits on that queue, not on this one,
+//!   while it brings records (a failpoint, `fetch-route`, makes a routing miss for the
+//!   tests).
+//!
+//! End-of-partition events and per-partition errors travel with the records, in order.
+//!
+//! **Not `rd_kafka_consume_batch_queue`.** librdkafka's batch read moves a partition's
+//! position one past every message it returns, an end-of-partition event included, whose
+//! offset is already the end. After a batch that ends with that event, the position is one
+//! past the log's end, and librdkafka resumes fetching from that position after the pause
+//! every rebalance makes: in `edges::a_partition_added_to_a_running_topic_is_consumed_within_seconds`
+//! the partition that stayed was fetched at 1,201 of 1,201 records and failed with
+//! AUTO_OFFSET_RESET; with a record written at 1,200 meanwhile, it would have been skipped.
+//! The callback read moves the position as `poll` does: past records and transaction
+//! markers, never for an event.
+
+use std::ffi::{c_void, CString};
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use rdkafka::bindings as rdsys;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaRespErr;
+
+use super::feed::Polled;
+
+/// A queue of the session's own that the assigned partitions' fetches go to, and a handle on
+/// the consumer's queue, to see whether events wait there.
+pub struct FetchQueue {
+    queue: NonNull<rdsys::rd_kafka_queue_t>,
+    events: NonNull<rdsys::rd_kafka_queue_t>,
+}
+
+// SAFETY: librdkafka's queues may be used from any thread.
+unsafe impl Send for FetchQueue {}
+
+impl FetchQueue {
+    /// A new queue on `consumer`'s client. It must be dropped before the consumer.
+    pub fn new<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> FetchQueue {
+        let rk = consumer.client().native_ptr();
+        // SAFETY: the client pointer is valid while `consumer` lives. A consumer in a group
+        // has a consumer queue (rust-rdkafka sends the main queue's events there too).
+        let (queue, events) = unsafe {
+            (
+                rdsys::rd_kafka_queue_new(rk),
+                rdsys::rd_kafka_queue_get_consumer(rk),
+            )
+        };
+        FetchQueue {
+            queue: NonNull::new(queue).expect("rd_kafka_queue_new returned no queue"),
+            events: NonNull::new(events).expect("a consumer without a consumer queue"),
+        }
+    }
+
+    /// Routes a partition's fetches here; call it before the partition is assigned. Returns
+    /// false when librdkafka has no queue for it (its records then come through `poll`).
+    pub fn route<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        topic: &str,
+        partition: i32,
+    ) -> bool {
+        let Ok(topic) = CString::new(topic) else {
+            return false;
+        };
+        if crate::ops::failpoint::skip("fetch-route") {
+            // As when a stop still under way undoes the routing: said routed, routed nowhere.
+            return true;
+        }
+        // SAFETY: the client pointer is valid while `consumer` lives; the partition's queue
+        // handle is released right after forwarding (the forwarding stays on the partition).
+        unsafe {
+            let rk = consumer.client().native_ptr();
+            let partition_queue =
+                rdsys::rd_kafka_queue_get_partition(rk, topic.as_ptr(), partition);
+            if partition_queue.is_null() {
+                return false;
+            }
+            rdsys::rd_kafka_queue_forward(partition_queue, self.queue.as_ptr());
+            rdsys::rd_kafka_queue_destroy(partition_queue);
+        }
+        true
+    }
+
+    /// Whether events (or records not routed here) wait on the consumer's queue. `poll` with
+    /// no wait serves one event per call, and says nothing when it served a log line or
+    /// statistics: the poll loop asks this to know when to stop.
+    pub fn events_waiting(&self) -> bool {
+        // SAFETY: the handle is ours until drop.
+        unsafe { rdsys::rd_kafka_queue_length(self.events.as_ptr()) > 0 }
+    }
+
+    /// Takes everything queued (records, end-of-partition events and errors), waiting up to
+    /// `wait` for the first, and hands each to `each`, in order. After the first error `each`
+    /// returns, the rest of the read is dropped, as records polled and not processed are:
+    /// nothing was committed for them. Returns how many it took.
+    pub fn read<F, E>(&mut self, wait: Duration, each: F) -> Result<usize, E>
+    where
+        F: FnMut(Result<Polled<'_>, KafkaError>) -> Result<(), E>,
+    {
+        let wait_ms = wait.as_millis().min(i32::MAX as u128) as i32;
+        let mut reading = Reading {
+            each,
+            taken: 0,
+            stopped: None,
+        };
+        // SAFETY: the queue is ours; `reading` outlives the call, and librdkafka calls
+        // `on_message` only during it, with a message it destroys after the call.
+        unsafe {
+            rdsys::rd_kafka_consume_callback_queue(
+                self.queue.as_ptr(),
+                wait_ms,
+                Some(on_message::<F, E>),
+                (&mut reading as *mut Reading<F, E>).cast(),
+            );
+        }
+        match reading.stopped {
+            None => Ok(reading.taken),
+            Some(Stop::Failed(e)) => Err(e),
+            Some(Stop::Panicked(p)) => std::panic::resume_unwind(p),
+        }
+    }
+}
+
+/// One `read` under way, for its callback.
+struct Reading<F, E> {
+    each: F,
+    taken: usize,
+    stopped: Option<Stop<E>>,
+}
+
+enum Stop<E> {
+    Failed(E),
+    /// A panic may not unwind through librdkafka: it is carried out and resumed after.
+    Panicked(Box<dyn std::any::Any + Send>),
+}
+
+/// librdkafka's callback for each message of a `read`.
+unsafe extern "C" fn on_message<F, E>(m: *mut rdsys::rd_kafka_message_t, opaque: *mut c_void)
+where
+    F: FnMut(Result<Polled<'_>, KafkaError>) -> Result<(), E>,
+{
+    // SAFETY: `opaque` is the `Reading` of the `read` under way, which nothing else touches
+    // during the call; `m` is live until this returns.
+    let reading = unsafe { &mut *opaque.cast::<Reading<F, E>>() };
+    if reading.stopped.is_some() {
+        return;
+    }
+    reading.taken += 1;
+    let each = &mut reading.each;
+    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        each(unsafe { polled(&*m) })
+    }));
+    match done {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => reading.stopped = Some(Stop::Failed(e)),
+        Err(p) => reading.stopped = Some(Stop::Panicked(p)),
+    }
+}
+
+impl Drop for FetchQueue {
+    fn drop(&mut self) {
+        // SAFETY: the queue is ours; a partition still routed here after this finds it closed
+        // and librdkafka drops what it would have queued.
+        unsafe {
+            rdsys::rd_kafka_queue_destroy(self.queue.as_ptr());
+            rdsys::rd_kafka_queue_destroy(self.events.as_ptr());
+        }
+    }
+}
+
+/// A message as `BorrowedMessage` reads it: an error for an end-of-partition event or a
+/// failed fetch, the record otherwise.
+///
+/// # Safety
+/// `m` must be a live message from librdkafka; the result borrows its key and payload.
+unsafe fn polled(m: &rdsys::rd_kafka_message_t) -> Result<Polled<'_>, KafkaError> {
+    match m.err {
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR => {}
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR__PARTITION_EOF => {
+            return Err(KafkaError::PartitionEOF(m.partition))
+        }
+        e => return Err(KafkaError::MessageConsumption(e.into())),
+    }
+    let bytes = |ptr: *mut c_void, len: usize| {
+        // SAFETY: librdkafka's key and payload are `len` bytes, live with the message.
+        (!ptr.is_null()).then(|| unsafe { std::slice::from_raw_parts(ptr as *const u8, len) })
+    };
+    let mut kind = rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+    // SAFETY: `m` is live; librdkafka only reads it and writes `kind`.
+    let ts = unsafe { rdsys::rd_kafka_message_timestamp(m, &mut kind) };
+    let available = kind != rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+    Ok(Polled {
+        partition: m.partition,
+        offset: m.offset,
+        timestamp_ms: (available && ts != -1).then_some(ts),
+        key: bytes(m.key, m.key_len),
+        value: bytes(m.payload, m.len),
+    })
+}
