@@ -29,8 +29,8 @@
 //! offset is already the end. After a batch that ends with that event, the position is one
 //! past the log's end, and librdkafka resumes fetching from that position after the pause
 //! every rebalance makes: in `edges::a_partition_added_to_a_running_topic_is_consumed_within_seconds`
-//! the partition that stayed was fetched at 1,201 of 1,201 records and failed with
-//! AUTO_OFFSET_RESET; with a record written at 1,200 meanwhile, it would have been skipped.
+//! the partition that stayed, holding offsets 0 to 1,199, was fetched from 1,201 and failed
+//! with AUTO_OFFSET_RESET; a record written at 1,200 meanwhile would have been skipped.
 //! The callback read moves the position as `poll` does: past records and transaction
 //! markers, never for an event.
 
