@@ -315,7 +315,7 @@ impl ProducerMetrics {
             sent,
             txns: counter_vec(r, "landfall_producer_transactions_total", "Transactions ended, by outcome: committed or aborted", &["outcome"]),
             txn_records: counter_vec(r, "landfall_producer_transaction_records_total", "Records in ended transactions, by outcome", &["outcome"]),
-            errors: counter_vec(r, "landfall_producer_errors_total", "Producer errors by kind: delivery, send, abortable (transaction retried), retriable (commit retried), restarted (a new producer after an abort the coordinator refused)", &["kind"]),
+            errors: counter_vec(r, "landfall_producer_errors_total", "Producer errors by kind: delivery, send, abortable (transaction retried), retriable (commit retried), restarted (a new producer after an abort only a new epoch resolves)", &["kind"]),
             txn_duration: histogram(r, "landfall_producer_transaction_duration_seconds", "From a transaction's begin to its commit or abort", BROKER_BUCKETS),
             process,
         };

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{Producer, ProducerContext, ThreadedProducer};
 use rdkafka::util::Timeout;
 use tracing::warn;
@@ -98,7 +98,14 @@ fn abort_after_commit<C: ProducerContext>(
 /// until the markers are written and then finds the committed transaction complete. Nothing of
 /// this transaction reached a partition, and nothing of it was committed, since no commit was
 /// asked. So this starts a new producer with the same transactional id, which makes the
-/// coordinator bump the epoch, and the caller goes on as after any abort. Any other refusal
+/// coordinator bump the epoch, and the caller goes on as after any abort.
+///
+/// The same holds when librdkafka made the producer fatal while the abort waited: after a
+/// partition's leader was down past half the transaction timeout, it can find its sequence
+/// numbers out of step with the broker once the leader is back (OUT_OF_ORDER_SEQUENCE_NUMBER,
+/// seen in one CI run of `cluster::a_partition_without_a_leader_past_the_transaction_timeout_
+/// does_not_fence_the_producer`). The new epoch fences every write of the old producer and the
+/// coordinator aborts its open transaction, of which no commit was asked. Any other refusal
 /// (a fenced producer: another one has our transactional id) is still fatal.
 pub(super) fn abort_uncommitted(
     producer: &mut ThreadedProducer<DeliveryCounter>,
@@ -107,22 +114,20 @@ pub(super) fn abort_uncommitted(
     let Err(e) = producer.abort_transaction(Timeout::Never) else {
         return Ok(());
     };
-    if !nothing_open_to_abort(&e) {
-        return Err(ProduceError::Fatal(e));
-    }
+    let why = match txn_error(&e).map(|t| t.code()) {
+        Some(RDKafkaErrorCode::InvalidTransactionalState) => {
+            "the coordinator has no transaction of ours open to abort (an earlier commit's \
+             markers were waiting for a broker)"
+        }
+        Some(RDKafkaErrorCode::OutOfOrderSequenceNumber) => {
+            "the producer lost step with a partition's sequence while its leader was down"
+        }
+        _ => return Err(ProduceError::Fatal(e)),
+    };
     crate::ops::metrics::producer().error("restarted");
-    warn!(
-        error = %e,
-        "the coordinator has no transaction of ours open to abort (an earlier commit's markers \
-         were waiting for a broker); starting a new producer"
-    );
+    warn!(error = %e, "{why}; starting a new producer");
     *producer = transactional_producer(cfg)?;
     Ok(())
-}
-
-/// Whether an abort was refused because the coordinator has no transaction open to abort.
-fn nothing_open_to_abort(e: &KafkaError) -> bool {
-    txn_error(e).is_some_and(|t| t.code() == RDKafkaErrorCode::InvalidTransactionalState)
 }
 
 /// The open transaction that [`finish_txn`] ends.
