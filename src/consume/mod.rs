@@ -15,7 +15,6 @@ pub mod commit;
 pub mod decode;
 pub mod enrich;
 mod feed;
-mod fetch;
 mod open;
 pub mod pipeline;
 pub mod reject;

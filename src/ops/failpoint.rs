@@ -65,19 +65,6 @@ pub fn panic_at(name: &str) {
     }
 }
 
-/// Whether to skip a step, the n-th time it is reached: for the tests of a path the code
-/// takes only in a race.
-#[cfg(feature = "failpoints")]
-pub fn skip(name: &str) -> bool {
-    due(name)
-}
-
-#[cfg(not(feature = "failpoints"))]
-#[inline(always)]
-pub fn skip(_name: &str) -> bool {
-    false
-}
-
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
 pub fn hit(_name: &str) {}
