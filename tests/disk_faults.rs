@@ -180,6 +180,14 @@ fn fsync_failed_at(line: &str) -> PathBuf {
     PathBuf::from(at)
 }
 
+/// Whether `name` is how errors name an output file's temporary file: unnamed
+/// (`<final name> (unnamed temporary file)`, Linux's O_TMPFILE) or under a temporary name
+/// (`.<final name>.<pid>-<n>.tmp`), `rest` being what follows it in the message.
+fn a_temp_file(name: &str, rest: &str) -> bool {
+    name.starts_with('.') && name.contains(&format!(".tmp{rest}"))
+        || name.contains(&format!(".parquet (unnamed temporary file){rest}"))
+}
+
 fn temp_files(d: &Dirs) -> Vec<PathBuf> {
     [&d.report, &d.rejects]
         .into_iter()
@@ -205,8 +213,8 @@ fn eio_on_an_output_file_fsync_stops_without_commit_and_is_never_retried() {
     let failed = fsync_failed_at(&error_saying(&d, "fsync of "));
     let name = failed.file_name().unwrap().to_string_lossy().into_owned();
     assert!(
-        name.starts_with('.') && name.ends_with(".tmp"),
-        "not an output file's temporary name: {failed:?}"
+        a_temp_file(&name, ""),
+        "not an output file's temporary file: {failed:?}"
     );
     assert!(!failed.exists(), "{failed:?} was left behind");
     assert!(window_file_count(&d) > 0, "nothing landed before the fault");
@@ -280,7 +288,7 @@ fn enospc_on_an_output_file_write_stops_without_commit() {
     consume_into_the_fault(&topic, &group, &d, &aim, &mut ledger);
     let line = error_saying(&d, "write ");
     let name = line.split('/').next_back().unwrap_or_default();
-    assert!(name.starts_with('.') && name.contains(".tmp:"), "{line}");
+    assert!(a_temp_file(name, ":"), "{line}");
     assert!(window_file_count(&d) > 0, "nothing landed before the fault");
     assert_eq!(
         temp_files(&d),

@@ -65,6 +65,20 @@ pub fn panic_at(name: &str) {
     }
 }
 
+/// A test knob: with `LANDFALL_NAMED_TEMP_FILES=1` every temporary file is named, as on a
+/// system without `O_TMPFILE`, so the crash suite covers that way of landing too.
+#[cfg(feature = "failpoints")]
+pub fn named_temp_files() -> bool {
+    static NAMED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *NAMED.get_or_init(|| std::env::var("LANDFALL_NAMED_TEMP_FILES").is_ok_and(|v| v == "1"))
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn named_temp_files() -> bool {
+    false
+}
+
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
 pub fn hit(_name: &str) {}

@@ -1,6 +1,6 @@
 //! Group landing: the files that one batch of records closes land together, step by step.
 //! On local disk the group's files are encoded at once on a few threads (encoding is CPU
-//! only and most of what a small file costs); then each is written under its temporary name,
+//! only and most of what a small file costs); then each is written to its temporary file,
 //! one after another, its pages sent to the disk without waiting when each file gets an fsync
 //! of its own (see `publish::Staged::start_writeback`); then the temporary files are fsynced
 //! all at once on a small pool of threads, so the journal commits them together instead of
@@ -76,7 +76,7 @@ pub(super) type Outcome = (Landed, Option<PathBuf>);
 /// How far a file got on its own.
 pub(super) enum Step {
     Done(Outcome),
-    /// Written under its temporary name on local disk: to fsync, link, then its directory.
+    /// Written to its temporary file on local disk: to fsync, link, then its directory.
     Staged(Box<StagedFile>),
 }
 
@@ -167,7 +167,7 @@ impl Sink {
     }
 
     /// Local disk: encodes the group's files on [`encode_threads`] threads (CPU only, no
-    /// directory is touched), then writes each under its temporary name in order, on this
+    /// directory is touched), then writes each to its temporary file in order, on this
     /// thread. A failed write (a full disk) ends the staging; the files written before it
     /// still land, as many as fit, before the error is returned.
     fn stage_group(&self, group: &[Pending]) -> Result<(Vec<Step>, Option<SinkError>), SinkError> {

@@ -203,8 +203,8 @@ impl Sink {
         }
     }
 
-    /// Lands a pending file as far as it goes alone: on local disk, written under its
-    /// temporary name (the group fsyncs and links it, see `group`); in an object store, one
+    /// Lands a pending file as far as it goes alone: on local disk, written to its
+    /// temporary file (the group fsyncs and links it, see `group`); in an object store, one
     /// conditional PUT, done. A file already at its name is checked here. `encoded`: its
     /// bytes, which `group` encodes beforehand only for a file it has just found absent on
     /// local disk. `change.accepted` is set when a campaign table change is accepted for the

@@ -1,8 +1,15 @@
 //! Durable publish, the one way a file lands: write a temporary file beside the target, fsync
 //! it, link it to the final name (which fails if the name exists, so a landed file is never
-//! replaced), remove the temporary name; then fsync the directory. A group of files goes
-//! through each step together (see `group`): the fsyncs at once, one directory fsync for all.
-//! Readers see the final name only once the whole file is on disk.
+//! replaced); then fsync the directory. A group of files goes through each step together (see
+//! `group`): the fsyncs at once, one directory fsync for all. Readers see the final name only
+//! once the whole file is on disk.
+//!
+//! On Linux the temporary file has no name at all (`O_TMPFILE`): it is linked to its final
+//! name through `/proc/self/fd`, so a file costs one directory operation instead of three
+//! (create, link, unlink), no listing ever shows it, and a crash leaves nothing behind (the
+//! speed it gains is within a drain's noise: docs/performance.md, ninth round). Where the file
+//! system or the kernel has no `O_TMPFILE`, or `/proc` is not mounted, the temporary file is
+//! named (a dot, the final name, `.tmp`) and removed after the link.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -75,17 +82,24 @@ pub fn ensure_dir(root: &Path, dir: &Path) -> Result<(), SinkError> {
     Ok(())
 }
 
-/// A file written under its temporary name beside its final name: not yet fsynced, not yet
-/// linked. Dropped before it is linked, it removes its temporary name (a full disk is not
-/// kept full by debris).
+/// A file written beside its final name, not yet fsynced, not yet linked. Dropped before it is
+/// linked, it leaves nothing behind: an unnamed file goes with its descriptor, a named one is
+/// removed (a full disk is not kept full by debris).
 pub struct Staged {
-    tmp: PathBuf,
+    temp: Temp,
     file: File,
     final_path: PathBuf,
     len: u64,
 }
 
-/// Writes `bytes` under a temporary name beside `final_path`, creating its directory below
+/// The temporary file: unnamed (`O_TMPFILE`), or under a temporary name.
+enum Temp {
+    /// What messages call it: `<final path> (unnamed temporary file)`.
+    Unnamed(PathBuf),
+    Named(PathBuf),
+}
+
+/// Writes `bytes` to a temporary file beside `final_path`, creating its directory below
 /// `root` first if it is missing (found by the create failing, so a file whose directory
 /// exists costs no lookup of it).
 pub fn stage(
@@ -94,19 +108,29 @@ pub fn stage(
     bytes: &[u8],
     hit: impl Fn(&str),
 ) -> Result<Staged, SinkError> {
-    let tmp = temp_path(final_path);
-    let file = match File::create(&tmp) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(dir) = final_path.parent() {
-                ensure_dir(root, dir)?;
-            }
-            File::create(&tmp)
+    let unnamed = cfg!(target_os = "linux") && !crate::ops::failpoint::named_temp_files();
+    stage_as(root, final_path, bytes, hit, unnamed)
+}
+
+/// [`stage`], with an unnamed temporary file only if `unnamed` (and the system has them).
+fn stage_as(
+    root: &Path,
+    final_path: &Path,
+    bytes: &[u8],
+    hit: impl Fn(&str),
+    unnamed: bool,
+) -> Result<Staged, SinkError> {
+    let dir = final_path.parent().unwrap_or(Path::new("."));
+    let (temp, file) = match create_temp(dir, final_path, unnamed) {
+        Err((e, _)) if e.kind() == std::io::ErrorKind::NotFound => {
+            ensure_dir(root, dir)?;
+            create_temp(dir, final_path, unnamed)
         }
         created => created,
     }
-    .map_err(io("create", &tmp))?;
+    .map_err(|(e, temp)| io("create", temp.path())(e))?;
     let staged = Staged {
-        tmp,
+        temp,
         file,
         final_path: final_path.to_path_buf(),
         len: bytes.len() as u64,
@@ -115,10 +139,119 @@ pub fn stage(
     if let Err(e) = (&staged.file).write_all(bytes) {
         // Nothing has happened since the failed write (a full disk, say).
         hit("after-failed-write");
-        return Err(io("write", &staged.tmp)(e));
+        return Err(io("write", staged.temp.path())(e));
     }
     hit("after-temp-write");
     Ok(staged)
+}
+
+/// A new temporary file in `dir` for `final_path`: unnamed where the system allows it, named
+/// otherwise. On failure, the error and the file it was for.
+fn create_temp(
+    dir: &Path,
+    final_path: &Path,
+    try_unnamed: bool,
+) -> Result<(Temp, File), (std::io::Error, Temp)> {
+    #[cfg(target_os = "linux")]
+    if try_unnamed && unnamed::usable() {
+        let label = unnamed::label(final_path);
+        match unnamed::create(dir) {
+            Ok(file) => return Ok((Temp::Unnamed(label), file)),
+            Err(e) if unnamed::unsupported(&e) => unnamed::give_up(dir, &e),
+            Err(e) => return Err((e, Temp::Unnamed(label))),
+        }
+    }
+    let tmp = temp_path(final_path);
+    match File::create_new(&tmp) {
+        Ok(file) => Ok((Temp::Named(tmp), file)),
+        Err(e) => Err((e, Temp::Named(tmp))),
+    }
+}
+
+impl Temp {
+    /// The path messages name: the temporary name, or the final path said to be unnamed.
+    fn path(&self) -> &Path {
+        match self {
+            Temp::Unnamed(label) | Temp::Named(label) => label,
+        }
+    }
+}
+
+/// Temporary files without a name: `O_TMPFILE`, linked through `/proc/self/fd`.
+#[cfg(target_os = "linux")]
+mod unnamed {
+    use std::fs::{File, OpenOptions};
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Set once a create has said the system has no `O_TMPFILE`; every file is named after.
+    static GIVEN_UP: AtomicBool = AtomicBool::new(false);
+
+    /// Whether to try an unnamed file: `/proc/self/fd` is needed to link it, and no create has
+    /// failed for want of support.
+    pub fn usable() -> bool {
+        static PROC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        !GIVEN_UP.load(Ordering::Relaxed)
+            && *PROC.get_or_init(|| Path::new("/proc/self/fd").is_dir())
+    }
+
+    pub fn label(final_path: &Path) -> PathBuf {
+        let mut s = final_path.as_os_str().to_owned();
+        s.push(" (unnamed temporary file)");
+        PathBuf::from(s)
+    }
+
+    pub fn create(dir: &Path) -> std::io::Result<File> {
+        // Mode 0666 less the umask, as `File::create` gives a named file.
+        OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_TMPFILE)
+            .mode(0o666)
+            .open(dir)
+    }
+
+    /// The errors a kernel or file system without `O_TMPFILE` gives (open(2)): EOPNOTSUPP from
+    /// the file system, EISDIR from a kernel that takes the flag for `O_DIRECTORY` alone.
+    pub fn unsupported(e: &std::io::Error) -> bool {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+        )
+    }
+
+    pub fn give_up(dir: &Path, e: &std::io::Error) {
+        if !GIVEN_UP.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                dir = %dir.display(),
+                error = %e,
+                "no unnamed temporary files (O_TMPFILE) here: each file is written under a temporary name"
+            );
+        }
+    }
+
+    /// Links the open, unnamed `file` to `to`; fails with AlreadyExists if the name is taken.
+    pub fn link(file: &File, to: &Path) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let from = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+        let to = std::ffi::CString::new(to.as_os_str().as_bytes())?;
+        // SAFETY: two NUL-terminated paths that live across the call.
+        let r = unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
 }
 
 impl Staged {
@@ -158,7 +291,7 @@ impl Staged {
             return Ok(());
         }
         Err(SinkError::SyncFs {
-            path: self.tmp.clone(),
+            path: self.temp.path().to_path_buf(),
             source: std::io::Error::last_os_error(),
         })
     }
@@ -169,23 +302,30 @@ impl Staged {
         self.file
             .metadata()
             .map(|m| m.dev())
-            .map_err(io("stat", &self.tmp))
+            .map_err(io("stat", self.temp.path()))
     }
 
     /// Fsyncs the temporary file. A failed fsync is fatal and never retried: after one, the
     /// kernel may have dropped the dirty pages.
     pub fn sync(&self) -> Result<(), SinkError> {
         self.file.sync_all().map_err(|source| SinkError::Fsync {
-            path: self.tmp.clone(),
+            path: self.temp.path().to_path_buf(),
             source,
         })
     }
 
-    /// Links the file to its final name and removes the temporary name. Returns false, and
+    /// Links the file to its final name (and removes a temporary name). Returns false, and
     /// changes nothing under the final name, if the name exists already. The name is durable
     /// only once the caller has fsynced the directory ([`fsync_dir`]).
     pub fn link(self, hit: impl Fn(&str)) -> Result<bool, SinkError> {
-        let linked = match fs::hard_link(&self.tmp, &self.final_path) {
+        let linked = match &self.temp {
+            #[cfg(target_os = "linux")]
+            Temp::Unnamed(_) => unnamed::link(&self.file, &self.final_path),
+            #[cfg(not(target_os = "linux"))]
+            Temp::Unnamed(_) => unreachable!("unnamed temporary files are Linux's"),
+            Temp::Named(tmp) => fs::hard_link(tmp, &self.final_path),
+        };
+        let linked = match linked {
             Ok(()) => true,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
             Err(e) => return Err(io("link", &self.final_path)(e)),
@@ -198,7 +338,9 @@ impl Staged {
 
 impl Drop for Staged {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.tmp);
+        if let Temp::Named(tmp) = &self.temp {
+            let _ = fs::remove_file(tmp);
+        }
     }
 }
 
@@ -293,6 +435,65 @@ mod tests {
         fs::write(temp_path(&path), b"partial").unwrap();
         assert_eq!(remove_stale_temps(root.path(), STALE_TEMP_AGE).unwrap(), 0);
         assert_eq!(remove_stale_temps(root.path(), Duration::ZERO).unwrap(), 1);
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Both kinds of temporary file: staged, nothing under the final name; dropped, nothing
+    /// left; linked, the final name only, never replacing a file already there.
+    #[test]
+    fn a_staged_file_shows_only_once_linked_and_leaves_nothing_when_dropped() {
+        for unnamed in [true, false] {
+            let root = tempfile::tempdir().unwrap();
+            let dir = root.path().join("date=2024-09-13");
+            let path = dir.join("w.parquet");
+            let staged = stage_as(root.path(), &path, b"hello", |_| {}, unnamed).unwrap();
+            assert!(dir.is_dir(), "the missing directory was not created");
+            assert!(!path.exists());
+            // On Linux (ext4, tmpfs, xfs, btrfs all have O_TMPFILE) the file has no name.
+            if unnamed && cfg!(target_os = "linux") {
+                assert_eq!(
+                    names(&dir),
+                    Vec::<String>::new(),
+                    "a temporary name was made"
+                );
+            } else {
+                assert_eq!(names(&dir).len(), 1);
+            }
+            drop(staged);
+            assert_eq!(names(&dir), Vec::<String>::new(), "unnamed: {unnamed}");
+            let staged = stage_as(root.path(), &path, b"hello", |_| {}, unnamed).unwrap();
+            staged.sync().unwrap();
+            assert!(staged.link(|_| {}).unwrap());
+            let again = stage_as(root.path(), &path, b"other", |_| {}, unnamed).unwrap();
+            assert!(!again.link(|_| {}).unwrap());
+            assert_eq!(fs::read(&path).unwrap(), b"hello");
+            assert_eq!(
+                names(&dir),
+                vec!["w.parquet".to_string()],
+                "unnamed: {unnamed}"
+            );
+        }
+    }
+
+    /// An error about an unnamed temporary file names the file it was for.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_unnamed_file_is_named_in_errors_by_its_final_path() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("w.parquet");
+        let staged = stage(root.path(), &path, b"hello", |_| {}).unwrap();
+        assert_eq!(
+            staged.temp.path(),
+            Path::new(&format!("{} (unnamed temporary file)", path.display()))
+        );
     }
 
     #[test]
