@@ -119,6 +119,36 @@ fn golden_run_matches_an_independent_reference() {
     ledger.book();
 }
 
+/// The consumer takes the assigned partitions' records from a queue they are routed to
+/// (`consume/fetch.rs`). When a routing does not hold (librdkafka's stop of an earlier fetch
+/// can undo it, a race), that partition's records come through the consumer's own queue, and
+/// must be taken from there alike: here the first partition routed is routed nowhere (a
+/// failpoint), and the output must match the reference and pass `verify`.
+#[test]
+fn a_partition_whose_records_come_through_the_consumer_queue_lands_the_same() {
+    let topic = unique_topic("unrouted");
+    produce_golden(&topic, 30_000);
+    let d = dirs();
+    let group = format!("{topic}-g");
+    let mut cmd = consume_cmd(&topic, &group, &d, true);
+    cmd.env("LANDFALL_FAILPOINT", "fetch-route:1")
+        .env("LANDFALL_LOG", "info");
+    let log = log_stderr(&mut cmd, d.tmp.path(), "consume");
+    let mut child = cmd.spawn().expect("spawn landfall consume");
+    let status = wait_exit(&mut child, Duration::from_secs(180), "landfall consume");
+    assert!(status.success(), "consume failed: {}", log_tail(&log, 30));
+    let said = strip_ansi(&read_log(&log));
+    assert!(
+        said.contains("records come through the consumer's queue"),
+        "no partition's records came through the consumer's queue: {}",
+        log_tail(&log, 30)
+    );
+    assert_matches_reference(&topic, &d);
+    let mut ledger = Ledger::new("unrouted_partition");
+    assert_verified(&topic, Some(&group), &d, &mut ledger);
+    ledger.book();
+}
+
 fn check_external_readers(report: &Path, total: i64) {
     let python = std::env::var("LANDFALL_PYTHON").unwrap_or_else(|_| "python3".into());
     let out = std::process::Command::new(&python)

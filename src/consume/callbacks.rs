@@ -52,6 +52,11 @@ impl SourceContext {
         }
     }
 
+    /// Whether a rebalance waits to be carried out.
+    pub(super) fn rebalance_pending(&self) -> bool {
+        !lock(&self.rebalances).is_empty()
+    }
+
     pub(super) fn take_rebalances(&self) -> Vec<Rebalance> {
         std::mem::take(&mut *lock(&self.rebalances))
     }

@@ -46,8 +46,29 @@ struct Meta {
     value: Option<Range<usize>>,
 }
 
+/// One record as librdkafka handed it over, borrowed until the poll loop takes the next.
+pub struct Polled<'a> {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+}
+
+impl<'a> From<&'a BorrowedMessage<'_>> for Polled<'a> {
+    fn from(m: &'a BorrowedMessage<'_>) -> Self {
+        Polled {
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp_ms: m.timestamp().to_millis(),
+            key: m.key(),
+            value: m.payload(),
+        }
+    }
+}
+
 impl Batch {
-    pub fn push(&mut self, m: &BorrowedMessage<'_>) {
+    pub fn push(&mut self, m: Polled<'_>) {
         let mut copy = |b: Option<&[u8]>| {
             b.map(|b| {
                 let start = self.bytes.len();
@@ -55,12 +76,12 @@ impl Batch {
                 start..self.bytes.len()
             })
         };
-        let key = copy(m.key());
-        let value = copy(m.payload());
+        let key = copy(m.key);
+        let value = copy(m.value);
         self.records.push(Meta {
-            partition: m.partition(),
-            offset: m.offset(),
-            timestamp_ms: m.timestamp().to_millis(),
+            partition: m.partition,
+            offset: m.offset,
+            timestamp_ms: m.timestamp_ms,
             key,
             value,
         });
@@ -186,7 +207,7 @@ impl Feed {
 
     /// Copies a record into the batch being filled; hands the batch over when it is full.
     /// Returns whether it handed one over.
-    pub fn push(&self, m: &BorrowedMessage<'_>) -> Result<bool, PipelineError> {
+    pub fn push(&self, m: Polled<'_>) -> Result<bool, PipelineError> {
         let mut f = lock(&self.filling);
         f.batch.push(m);
         if f.batch.len() < BATCH_RECORDS {

@@ -15,6 +15,7 @@ pub mod commit;
 pub mod decode;
 pub mod enrich;
 mod feed;
+pub mod fetch;
 mod open;
 pub mod pipeline;
 pub mod reject;

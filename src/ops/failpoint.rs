@@ -79,6 +79,19 @@ pub fn named_temp_files() -> bool {
     false
 }
 
+/// Whether to skip a step, the n-th time it is reached: for the tests of a path the code
+/// takes only in a race.
+#[cfg(feature = "failpoints")]
+pub fn skip(name: &str) -> bool {
+    due(name)
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn skip(_name: &str) -> bool {
+    false
+}
+
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
 pub fn hit(_name: &str) {}

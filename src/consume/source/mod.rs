@@ -5,29 +5,33 @@
 //! right after the `poll` that delivered it: it drains the worker, recovers or commits, and
 //! only then assigns or gives the partitions back. The per-record work runs on a worker
 //! thread (see `feed`); everything that commits goes through `commit`.
+//!
+//! Here: the session, its loop and its ticks. A turn of the loop (the fetch queue, then the
+//! consumer's queue) is in `poll`; carrying out a rebalance is in `rebalance`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::util::Timeout;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::ClientContext;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::callbacks::{Rebalance, SourceContext};
+use super::callbacks::SourceContext;
 use super::commit;
 use super::feed::{lock, Feed};
+use super::fetch::FetchQueue;
 use super::open;
-use super::start::{self, StartFrom};
 use crate::consume::pipeline::{ConsumeConfig, Pipeline, PipelineError, Totals};
-use crate::ops::kafka::{refusal, stable_end, Doing, KafkaSettings, Repeats};
+use crate::ops::kafka::{stable_end, Repeats};
 use crate::ops::metrics;
+use poll::PollNotes;
+
+mod poll;
+mod rebalance;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumeError {
@@ -82,6 +86,14 @@ fn check_topic_id<C: ClientContext>(
 const TOPIC_ID_CHECK: Duration = Duration::from_secs(1);
 /// How often the poll loop drains the worker and decides (checkpoint, commit, idle close).
 const TICK: Duration = Duration::from_millis(200);
+/// How long one turn of the poll loop waits when nothing comes.
+const POLL_WAIT: Duration = Duration::from_millis(100);
+/// Events (or records not routed to the fetch queue) taken from the consumer's queue per turn
+/// of the poll loop at most.
+const EVENTS_PER_TURN: usize = 1024;
+/// Records taken from the fetch queue per turn of the poll loop at most, so the consumer's
+/// queue (a rebalance) and the ticks wait at most this long.
+const READ_MOST: usize = 4096;
 
 /// How a consume run ended.
 #[derive(Debug, Clone)]
@@ -128,6 +140,14 @@ const MAX_CLIENT_RESTARTS: u32 = 5;
 
 /// One Kafka client's life: recovery, the poll loop, the final commit.
 struct Session {
+    /// The routed partitions' records (see `fetch`). Declared before `consumer`: it is
+    /// dropped first.
+    fetch: FetchQueue,
+    /// The partitions routed to `fetch`.
+    routed: BTreeSet<i32>,
+    /// The last turn of the poll loop took records from the consumer's own queue (a routing
+    /// that missed, see `fetch`): the next one waits there, not on the fetch queue.
+    records_on_main: bool,
     consumer: BaseConsumer<SourceContext>,
     pipeline: Arc<Mutex<Pipeline>>,
     /// Records on their way to the pipeline worker.
@@ -160,6 +180,9 @@ impl Session {
         ctx.attended.store(true, Ordering::SeqCst);
         let now = Instant::now();
         Ok(Session {
+            fetch: FetchQueue::new(&parts.consumer),
+            routed: BTreeSet::new(),
+            records_on_main: false,
             consumer: parts.consumer,
             pipeline: parts.pipeline,
             feed: parts.feed,
@@ -193,16 +216,8 @@ impl Session {
                 stopped_by_signal = true;
                 break;
             }
-            let polled = self.consumer.poll(Duration::from_millis(100));
-            let idle_poll = polled.is_none();
-            let batch_sent = match polled {
-                Some(polled) => {
-                    let topic_id = self.topic_id.as_deref();
-                    self.notes
-                        .take(&self.consumer, &self.feed, topic_id, polled)?
-                }
-                None => false,
-            };
+            let (taken, batch_sent) = self.poll_once()?;
+            let idle_poll = taken == 0;
             self.carry_out_rebalances()?;
             if !(idle_poll || batch_sent || !self.notes.eof_pending.is_empty()) {
                 continue;
@@ -283,148 +298,6 @@ impl Session {
         Ok(false)
     }
 
-    /// Carries out the rebalances the callback recorded during the last poll, in order.
-    fn carry_out_rebalances(&mut self) -> Result<(), PipelineError> {
-        for rebalance in self.consumer.context().take_rebalances() {
-            match rebalance {
-                Rebalance::Assign(mut tpl) => self.assign(&mut tpl)?,
-                Rebalance::Revoke { tpl, lost } => self.revoke(&tpl, lost)?,
-            }
-        }
-        Ok(())
-    }
-
-    /// Recovers newly assigned partitions (from Kafka's commit and the state store), then
-    /// assigns them at their restart offsets.
-    fn assign(&mut self, tpl: &mut TopicPartitionList) -> Result<(), PipelineError> {
-        self.feed.drain()?;
-        let committed = self.committed_offsets(tpl)?;
-        // A topic deleted and created again under a running consumer comes back as a new
-        // assignment: its records must not continue the old topic's output.
-        check_topic_id(
-            self.consumer.client(),
-            self.topic(),
-            self.topic_id.as_deref(),
-        )?;
-        let mut started = self.commit_starts(&committed)?;
-        let ctx = self.consumer.context();
-        let mut pipeline = lock(&self.pipeline);
-        for elem in committed.elements() {
-            let kafka_commit = match elem.offset() {
-                Offset::Offset(o) => Some((o, elem.metadata().to_string())),
-                _ => started.remove(&elem.partition()),
-            };
-            let st = pipeline.recover(elem.partition(), kafka_commit)?;
-            let start = if st.position >= 0 {
-                Offset::Offset(st.position)
-            } else {
-                Offset::Beginning
-            };
-            tpl.set_partition_offset(elem.topic(), elem.partition(), start)
-                .map_err(|source| PipelineError::StartOffset {
-                    partition: elem.partition(),
-                    source,
-                })?;
-            ctx.ends.forget(elem.partition());
-            self.notes.eof_pending.remove(&elem.partition());
-            pipeline.assign(elem.partition(), st);
-        }
-        info!(partitions = ?pipeline.partitions(), "partitions assigned");
-        let assigned = if ctx.cooperative {
-            self.consumer.incremental_assign(tpl)
-        } else {
-            self.consumer.assign(tpl)
-        };
-        assigned.map_err(PipelineError::Assign)?;
-        metrics::consumer().process.set_ready(true);
-        Ok(())
-    }
-
-    /// Resolves and commits where the partitions without a committed offset start, unless
-    /// that is the log's beginning (`--start-from`); says so where a commit makes it moot.
-    fn commit_starts(
-        &self,
-        committed: &TopicPartitionList,
-    ) -> Result<BTreeMap<i32, commit::KafkaCommit>, PipelineError> {
-        let from = self.notes.start_from;
-        let (fresh, resumed): (Vec<_>, Vec<_>) = committed
-            .elements()
-            .iter()
-            .map(|e| (e.partition(), e.offset()))
-            .partition(|(_, o)| !matches!(o, Offset::Offset(_)));
-        let fresh: Vec<i32> = fresh.into_iter().map(|(p, _)| p).collect();
-        if from != StartFrom::Earliest && !resumed.is_empty() {
-            let resumed: Vec<i32> = resumed.into_iter().map(|(p, _)| p).collect();
-            info!(partitions = ?resumed, "--start-from does not apply: the group has committed offsets for these partitions");
-        }
-        if fresh.is_empty() {
-            return Ok(BTreeMap::new());
-        }
-        let starts =
-            start::resolve(&self.consumer, self.topic(), &fresh, from).map_err(|source| {
-                PipelineError::StartOffset {
-                    partition: fresh[0],
-                    source,
-                }
-            })?;
-        let Some(starts) = starts else {
-            return Ok(BTreeMap::new());
-        };
-        info!(starts = ?starts, start_from = ?from, "the group starts these partitions here; committed before reading");
-        let pipeline = lock(&self.pipeline);
-        Ok(commit::commit_start(&pipeline, &self.consumer, &starts)?
-            .into_iter()
-            .collect())
-    }
-
-    /// The group's committed offsets for `tpl`, retried for a while: the coordinator may be
-    /// moving while the group rebalances.
-    fn committed_offsets(
-        &self,
-        tpl: &TopicPartitionList,
-    ) -> Result<TopicPartitionList, PipelineError> {
-        for attempt in 1..=10 {
-            let timeout = Timeout::After(Duration::from_secs(10));
-            match self.consumer.committed_offsets(tpl.clone(), timeout) {
-                Ok(c) => return Ok(c),
-                Err(e) => {
-                    self.notes.refused(Some(&e))?;
-                    warn!(error = %e, attempt, "fetching committed offsets failed; retrying");
-                    std::thread::sleep(Duration::from_millis(500 * attempt));
-                }
-            }
-        }
-        Err(PipelineError::CommittedOffsetsUnavailable)
-    }
-
-    /// Checkpoints and commits what was processed of revoked partitions (see
-    /// `commit::on_revoke`), lets go of them, then hands them back to librdkafka.
-    fn revoke(&mut self, tpl: &TopicPartitionList, lost: bool) -> Result<(), PipelineError> {
-        let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-        // Everything polled from these partitions is processed before they are checkpointed.
-        let drained = self.feed.drain();
-        let ctx = self.consumer.context();
-        let result = drained.and_then(|()| {
-            let mut pipeline = lock(&self.pipeline);
-            commit::on_revoke(&mut pipeline, &self.consumer, &partitions, lost)
-        });
-        {
-            let mut pipeline = lock(&self.pipeline);
-            for p in &partitions {
-                pipeline.release(*p);
-                ctx.ends.forget(*p);
-                self.notes.eof_pending.remove(p);
-                metrics::consumer().release_partition(*p);
-            }
-        }
-        info!(partitions = ?partitions, lost, "partitions revoked");
-        ctx.unassign(&self.consumer, tpl);
-        // The partitions that stay keep flowing; an eager revoke is followed by an
-        // assignment, which sets it again.
-        metrics::consumer().process.set_ready(ctx.cooperative);
-        result
-    }
-
     /// Leaves the group before the client is closed: unsubscribes, then polls (carrying out
     /// the revoke) until nothing is assigned. librdkafka 2.12 can hang in close when a
     /// cooperative rebalance is under way (librdkafka#4527); with no assignment left, close
@@ -444,72 +317,6 @@ impl Session {
             }
         }
         warn!("partitions still assigned 15 s after leaving the group; closing anyway");
-    }
-}
-
-/// What the poll loop notes between ticks.
-struct PollNotes {
-    /// Partitions that reported their end but may still have a transaction's records to come.
-    /// An end belongs to one assignment: a revoke and an assignment forget it, or the next
-    /// tick would judge a partition recovered from an older commit by where the previous
-    /// assignment stood (librdkafka keeps that position, and its statistics that end, until
-    /// the old fetcher has stopped), and skip the records between.
-    eof_pending: BTreeSet<i32>,
-    noisy: Repeats,
-    /// For naming a refusal: the brokers, the topic, the user, the group.
-    kafka: KafkaSettings,
-    group: String,
-    start_from: StartFrom,
-}
-
-impl PollNotes {
-    /// A refusal by the brokers (a missing ACL, a failed login) behind `e`, or noted by the
-    /// client since start-up: no retry can fix it.
-    fn refused(&self, e: Option<&KafkaError>) -> Result<(), PipelineError> {
-        let doing = Doing::Reading { group: &self.group };
-        refusal::behind(e, &self.kafka, doing).map_or(Ok(()), |r| Err(r.into()))
-    }
-
-    /// Takes what one poll returned: a record goes to the worker, an end-of-partition event
-    /// is noted. Returns whether a full batch was handed over.
-    fn take(
-        &mut self,
-        consumer: &BaseConsumer<SourceContext>,
-        feed: &Feed,
-        topic_id: Option<&str>,
-        polled: Result<BorrowedMessage<'_>, KafkaError>,
-    ) -> Result<bool, ConsumeError> {
-        match polled {
-            Ok(m) => {
-                self.eof_pending.remove(&m.partition());
-                Ok(feed.push(&m)?)
-            }
-            Err(KafkaError::PartitionEOF(p)) => {
-                self.eof_pending.insert(p);
-                Ok(false)
-            }
-            Err(e) => {
-                if matches!(
-                    e.rdkafka_error_code(),
-                    Some(RDKafkaErrorCode::AutoOffsetReset)
-                        | Some(RDKafkaErrorCode::OffsetOutOfRange)
-                ) {
-                    // A topic deleted and created again starts its offsets over: that is not
-                    // retention, and the error says which it was.
-                    let topic = &consumer.context().topic;
-                    check_topic_id(consumer.client(), topic, topic_id)?;
-                    return Err(PipelineError::OffsetGone(e).into());
-                }
-                self.refused(Some(&e))?;
-                if let Some((_, reason)) = consumer.client().fatal_error() {
-                    return Err(ConsumeError::KafkaFatal(reason));
-                }
-                if let Some(repeated) = self.noisy.admit(&e.to_string()) {
-                    warn!(error = %e, repeated, "consumer error; continuing");
-                }
-                Ok(false)
-            }
-        }
     }
 }
 
