@@ -94,8 +94,7 @@ pub struct Staged {
 
 /// The temporary file: unnamed (`O_TMPFILE`), or under a temporary name.
 enum Temp {
-    /// What messages call it: `<final path> (unnamed temporary file)`.
-    Unnamed(PathBuf),
+    Unnamed,
     Named(PathBuf),
 }
 
@@ -128,7 +127,7 @@ fn stage_as(
         }
         created => created,
     }
-    .map_err(|(e, temp)| io("create", temp.path())(e))?;
+    .map_err(|(e, temp)| io("create", &temp.shown(final_path))(e))?;
     let staged = Staged {
         temp,
         file,
@@ -139,7 +138,7 @@ fn stage_as(
     if let Err(e) = (&staged.file).write_all(bytes) {
         // Nothing has happened since the failed write (a full disk, say).
         hit("after-failed-write");
-        return Err(io("write", staged.temp.path())(e));
+        return Err(io("write", &staged.temp_path())(e));
     }
     hit("after-temp-write");
     Ok(staged)
@@ -154,11 +153,10 @@ fn create_temp(
 ) -> Result<(Temp, File), (std::io::Error, Temp)> {
     #[cfg(target_os = "linux")]
     if try_unnamed && unnamed::usable() {
-        let label = unnamed::label(final_path);
         match unnamed::create(dir) {
-            Ok(file) => return Ok((Temp::Unnamed(label), file)),
+            Ok(file) => return Ok((Temp::Unnamed, file)),
             Err(e) if unnamed::unsupported(&e) => unnamed::give_up(dir, &e),
-            Err(e) => return Err((e, Temp::Unnamed(label))),
+            Err(e) => return Err((e, Temp::Unnamed)),
         }
     }
     let tmp = temp_path(final_path);
@@ -169,10 +167,15 @@ fn create_temp(
 }
 
 impl Temp {
-    /// The path messages name: the temporary name, or the final path said to be unnamed.
-    fn path(&self) -> &Path {
+    /// What messages name: the temporary name, or `<final path> (unnamed temporary file)`.
+    fn shown(&self, final_path: &Path) -> PathBuf {
         match self {
-            Temp::Unnamed(label) | Temp::Named(label) => label,
+            Temp::Unnamed => {
+                let mut s = final_path.as_os_str().to_owned();
+                s.push(" (unnamed temporary file)");
+                PathBuf::from(s)
+            }
+            Temp::Named(tmp) => tmp.clone(),
         }
     }
 }
@@ -183,7 +186,7 @@ mod unnamed {
     use std::fs::{File, OpenOptions};
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::OpenOptionsExt;
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     /// Set once a create has said the system has no `O_TMPFILE`; every file is named after.
@@ -195,12 +198,6 @@ mod unnamed {
         static PROC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         !GIVEN_UP.load(Ordering::Relaxed)
             && *PROC.get_or_init(|| Path::new("/proc/self/fd").is_dir())
-    }
-
-    pub fn label(final_path: &Path) -> PathBuf {
-        let mut s = final_path.as_os_str().to_owned();
-        s.push(" (unnamed temporary file)");
-        PathBuf::from(s)
     }
 
     pub fn create(dir: &Path) -> std::io::Result<File> {
@@ -255,6 +252,11 @@ mod unnamed {
 }
 
 impl Staged {
+    /// The temporary file, as messages name it.
+    fn temp_path(&self) -> PathBuf {
+        self.temp.shown(&self.final_path)
+    }
+
     pub fn bytes(&self) -> u64 {
         self.len
     }
@@ -291,7 +293,7 @@ impl Staged {
             return Ok(());
         }
         Err(SinkError::SyncFs {
-            path: self.temp.path().to_path_buf(),
+            path: self.temp_path(),
             source: std::io::Error::last_os_error(),
         })
     }
@@ -302,14 +304,14 @@ impl Staged {
         self.file
             .metadata()
             .map(|m| m.dev())
-            .map_err(io("stat", self.temp.path()))
+            .map_err(io("stat", &self.temp_path()))
     }
 
     /// Fsyncs the temporary file. A failed fsync is fatal and never retried: after one, the
     /// kernel may have dropped the dirty pages.
     pub fn sync(&self) -> Result<(), SinkError> {
         self.file.sync_all().map_err(|source| SinkError::Fsync {
-            path: self.temp.path().to_path_buf(),
+            path: self.temp_path(),
             source,
         })
     }
@@ -320,9 +322,9 @@ impl Staged {
     pub fn link(self, hit: impl Fn(&str)) -> Result<bool, SinkError> {
         let linked = match &self.temp {
             #[cfg(target_os = "linux")]
-            Temp::Unnamed(_) => unnamed::link(&self.file, &self.final_path),
+            Temp::Unnamed => unnamed::link(&self.file, &self.final_path),
             #[cfg(not(target_os = "linux"))]
-            Temp::Unnamed(_) => unreachable!("unnamed temporary files are Linux's"),
+            Temp::Unnamed => unreachable!("unnamed temporary files are Linux's"),
             Temp::Named(tmp) => fs::hard_link(tmp, &self.final_path),
         };
         let linked = match linked {
@@ -491,7 +493,7 @@ mod tests {
         let path = root.path().join("w.parquet");
         let staged = stage(root.path(), &path, b"hello", |_| {}).unwrap();
         assert_eq!(
-            staged.temp.path(),
+            staged.temp_path(),
             Path::new(&format!("{} (unnamed temporary file)", path.display()))
         );
     }
