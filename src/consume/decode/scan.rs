@@ -9,6 +9,10 @@
 //! so every reject and its message are serde_json's as before. The fuzz target and the tests
 //! compare the two on every text the fast path takes.
 //!
+//! The producer's own layout (its five fields in its order, no whitespace) is read first by
+//! comparing the text with the layout's fixed parts, without reading and matching each key;
+//! any other plain text is read member by member.
+//!
 //! Why: in a profile of a 5M-record dense drain, serde_json was 1.35 s of the pipeline worker's
 //! 2.6 s. On the producer's records this reads one in 258 ns on average where serde_json takes
 //! 376 ns on the same machine (docs/performance.md, seventh round).
@@ -19,6 +23,36 @@ use super::RawEvent;
 
 /// The fields of `text`, or `None` when it is not in the plain form (see the module).
 pub(super) fn scan(text: &str) -> Option<RawEvent<'_>> {
+    producers_layout(text).or_else(|| any_order(text))
+}
+
+/// The producer's own layout, byte for byte: the five fields in its order, no whitespace. It
+/// compares the text with the layout's fixed parts instead of reading and matching each key,
+/// and returns what [`any_order`] returns for the same text; any other text is left to it.
+fn producers_layout(text: &str) -> Option<RawEvent<'_>> {
+    let mut s = Scanner { text, i: 0 };
+    s.literal(br#"{"viewId":"#)?;
+    let view_id = s.string()?;
+    s.literal(br#","startTimestamp":"#)?;
+    let start = s.string()?;
+    s.literal(br#","endTimestamp":"#)?;
+    let end = s.string()?;
+    s.literal(br#","bannerId":"#)?;
+    let banner_id = s.integer()?;
+    s.literal(br#","campaignId":"#)?;
+    let campaign_id = s.integer()?;
+    s.literal(b"}")?;
+    (s.i == text.len()).then_some(RawEvent {
+        view_id: Some(Cow::Borrowed(view_id)),
+        start: Some(Cow::Borrowed(start)),
+        end: Some(Cow::Borrowed(end)),
+        banner_id: Some(banner_id),
+        campaign_id: Some(campaign_id),
+    })
+}
+
+/// The plain form with its members in any order and JSON's whitespace around its tokens.
+fn any_order(text: &str) -> Option<RawEvent<'_>> {
     let mut s = Scanner { text, i: 0 };
     let mut raw = RawEvent::default();
     s.skip_ws();
@@ -65,6 +99,32 @@ fn fill<T>(slot: &mut Option<T>, value: T) -> Option<()> {
     Some(())
 }
 
+/// Where a plain string's body ends in `b`: the offset of its first quote, backslash or control
+/// character, eight bytes at a time (each test is the "has a zero byte" trick: the lowest byte
+/// it flags is the first that matches; bytes above it may be flagged falsely, and are never
+/// looked at).
+fn string_end(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    let below = |x: u64, c: u8| x.wrapping_sub(ONES * u64::from(c)) & !x;
+    let mut chunks = b.chunks_exact(8);
+    for (n, chunk) in chunks.by_ref().enumerate() {
+        let x = u64::from_le_bytes(chunk.try_into().expect("a chunk of 8"));
+        let flagged = (below(x ^ (ONES * u64::from(b'"')), 1)
+            | below(x ^ (ONES * u64::from(b'\\')), 1)
+            | below(x, 0x20))
+            & HIGH;
+        if flagged != 0 {
+            return Some(n * 8 + (flagged.trailing_zeros() / 8) as usize);
+        }
+    }
+    let rest = chunks.remainder();
+    let done = b.len() - rest.len();
+    rest.iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|p| done + p)
+}
+
 struct Scanner<'a> {
     text: &'a str,
     i: usize,
@@ -79,6 +139,12 @@ impl<'a> Scanner<'a> {
         (self.peek()? == c).then(|| self.i += 1)
     }
 
+    /// The bytes `l`, exactly.
+    fn literal(&mut self, l: &[u8]) -> Option<()> {
+        let next = self.text.as_bytes().get(self.i..self.i + l.len())?;
+        (next == l).then(|| self.i += l.len())
+    }
+
     /// JSON's whitespace: space, tab, line feed, carriage return.
     fn skip_ws(&mut self) {
         while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
@@ -90,10 +156,7 @@ impl<'a> Scanner<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.i;
-        let len = self.text.as_bytes()[start..]
-            .iter()
-            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
-        let end = start + len;
+        let end = start + string_end(&self.text.as_bytes()[start..])?;
         self.i = end;
         self.eat(b'"')?;
         // Both ends are ASCII quotes, so both are character boundaries.
@@ -134,7 +197,7 @@ mod tests {
     use rand::rngs::ChaCha8Rng;
     use rand::{RngExt, SeedableRng};
 
-    use super::scan;
+    use super::{any_order, producers_layout, scan, string_end};
     use crate::consume::decode::fast_path_agrees;
     use crate::produce::generator::{Generator, GeneratorConfig, RecordKind};
 
@@ -157,8 +220,9 @@ mod tests {
     fn every_generated_record_is_read_as_serde_json_reads_it() {
         for (valid, text) in generated(0.3, 3000) {
             assert!(fast_path_agrees(&text), "{text}");
-            // The producer's own records take the fast path, or it saves nothing.
-            assert!(!valid || scan(&text).is_some(), "{text}");
+            // The producer's own records take the fast path through its layout, or it saves
+            // nothing.
+            assert!(!valid || producers_layout(&text).is_some(), "{text}");
         }
     }
 
@@ -207,6 +271,32 @@ mod tests {
         }
     }
 
+    /// The eight-bytes-at-a-time search finds what a byte-by-byte one finds, on every length
+    /// and with the bytes around each boundary it tests (below and above a control character,
+    /// a quote, a backslash, and the bytes of multi-byte characters).
+    #[test]
+    fn a_string_ends_where_a_byte_by_byte_search_says() {
+        const EDGES: &[u8] = &[
+            0x00, 0x01, 0x1f, 0x20, 0x21, 0x22, 0x23, 0x5b, 0x5c, 0x5d, 0x7f, 0x80, 0x9f, 0xa0,
+            0xdc, 0xe2, 0xff, b'a',
+        ];
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for _ in 0..200_000 {
+            let len = rng.random_range(0..40);
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| match rng.random_range(0..4) {
+                    0 => rng.random(),
+                    1 => EDGES[rng.random_range(0..EDGES.len())],
+                    _ => rng.random_range(0x23..0x7f),
+                })
+                .collect();
+            let want = bytes
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+            assert_eq!(string_end(&bytes), want, "{bytes:02x?}");
+        }
+    }
+
     /// Random edits of real records, with the characters JSON's grammar turns on: wherever
     /// the fast path takes the result, serde_json reads the same fields.
     #[test]
@@ -214,7 +304,7 @@ mod tests {
         const ALPHABET: &[u8] = b"{}[]\":,\\ \t\n-0123456789.eEnulxI";
         let records = generated(0.0, 50);
         let mut rng = ChaCha8Rng::seed_from_u64(7);
-        let (mut taken, mut tried) = (0, 0);
+        let (mut taken, mut tried, mut in_layout) = (0, 0, 0);
         for _ in 0..200_000 {
             let mut bytes = records[rng.random_range(0..records.len())]
                 .1
@@ -237,11 +327,16 @@ mod tests {
             tried += 1;
             taken += usize::from(scan(&text).is_some());
             assert!(fast_path_agrees(&text), "{text}");
+            if let Some(fields) = producers_layout(&text) {
+                in_layout += 1;
+                assert_eq!(Some(fields), any_order(&text), "{text}");
+            }
         }
         // Both paths are exercised: many edits keep a plain record, many do not.
         assert!(
             taken > tried / 10 && taken < tried * 9 / 10,
             "{taken} of {tried}"
         );
+        assert!(in_layout > tried / 10, "{in_layout} of {tried}");
     }
 }
