@@ -135,7 +135,10 @@ impl PollNotes {
     ) -> Result<bool, ConsumeError> {
         match polled {
             Ok(m) => {
-                self.eof_pending.remove(&m.partition);
+                // Most records come with no end-of-partition event noted: skip the lookup.
+                if !self.eof_pending.is_empty() {
+                    self.eof_pending.remove(&m.partition);
+                }
                 Ok(feed.push(m)?)
             }
             Err(KafkaError::PartitionEOF(p)) => {
